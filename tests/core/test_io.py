@@ -1,0 +1,243 @@
+"""Video and image IO against real files written in tmp_path."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from vidgen.core import io
+from vidgen.core.io import (
+    VideoReadError,
+    make_grid,
+    probe_video,
+    read_image,
+    read_video,
+    write_contact_sheet,
+    write_mp4,
+    write_png,
+)
+
+
+def smooth_video(frames: int, height: int, width: int) -> np.ndarray:
+    """Soft gradients drifting over time: easy for a codec and for 4:2:0 chroma, so round trips stay close."""
+    t = np.arange(frames)[:, None, None]
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    red = 128 + 90 * np.sin(np.pi * (x + 0.04 * t))
+    green = 128 + 90 * np.cos(np.pi * (y - 0.03 * t))
+    blue = 128 + 60 * np.sin(np.pi * (x + y) + 0.1 * t)
+    return np.stack([red, green, blue], axis=-1).round().astype(np.uint8)
+
+
+def write_with_codec(path: Path, frames: np.ndarray, codec: str, pix_fmt: str, fps: int = 8,
+                     gop: int = 5) -> None:
+    """Write with any PyAV encoder; a short GOP puts keyframes mid-file so reads really seek."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
+        stream.codec_context.gop_size = gop
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def has_encoder(codec: str) -> bool:
+    try:
+        av.codec.Codec(codec, "w")
+    except Exception:  # PyAV raises different types for unknown codecs across versions
+        return False
+    return True
+
+
+FORMATS = {  # extension: (encoder, pixel format)
+    "webm": ("libvpx", "yuv420p"),
+    "avi": ("mpeg4", "yuv420p"),
+    "mkv": ("ffv1", "yuv420p"),
+    "gif": ("gif", "rgb8"),
+    "mov": ("mpeg4", "yuv420p"),
+}
+
+
+def test_mp4_round_trip(tmp_path: Path) -> None:
+    video = smooth_video(20, 32, 48)
+    path = tmp_path / "clip.mp4"
+    write_mp4(path, video, fps=8, crf=18)
+
+    info = probe_video(path)
+    assert (info.num_frames, info.fps, info.width, info.height) == (20, 8.0, 48, 32)
+    decoded = read_video(path)
+    assert decoded.shape == video.shape and decoded.dtype == np.uint8
+    assert np.abs(decoded.astype(float) - video).mean() < 3.0
+
+
+@pytest.mark.parametrize("fps", [Fraction(30000, 1001), 12.5, 29.97])
+def test_fractional_fps(tmp_path: Path, fps: float | Fraction) -> None:
+    path = tmp_path / "clip.mp4"
+    write_mp4(path, smooth_video(6, 16, 16), fps=fps)
+    assert probe_video(path).fps == pytest.approx(float(fps), rel=1e-6)
+
+
+def test_odd_size_is_padded_by_edge_replication(tmp_path: Path) -> None:
+    video = smooth_video(8, 31, 33)  # height 31, width 33
+    path = tmp_path / "odd.mp4"
+    write_mp4(path, video, fps=8)
+    decoded = read_video(path)
+    assert decoded.shape == (8, 32, 34, 3)  # padded to even: yuv420p needs it for every player
+    assert np.abs(decoded[:, :31, :33].astype(float) - video).mean() < 3.0
+    assert np.abs(decoded[:, :31, 33].astype(float) - video[:, :, 32]).mean() < 3.0  # replicated edge
+
+
+def test_write_is_atomic_and_overwrites(tmp_path: Path) -> None:
+    path = tmp_path / "clip.mp4"
+    write_mp4(path, smooth_video(4, 16, 16), fps=8)
+    write_mp4(path, smooth_video(6, 16, 16), fps=8)
+    assert probe_video(path).num_frames == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]  # no temporary file left behind
+
+
+def test_clip_from_middle_equals_full_read(tmp_path: Path) -> None:
+    path = tmp_path / "clip.mp4"
+    write_mp4(path, smooth_video(30, 16, 24), fps=8)
+    full = read_video(path)
+    np.testing.assert_array_equal(read_video(path, start=11, num_frames=5, stride=3), full[11:26:3])
+    np.testing.assert_array_equal(read_video(path, start=25), full[25:])
+
+
+@pytest.mark.parametrize("ext", sorted(FORMATS))
+def test_each_container_format(tmp_path: Path, ext: str) -> None:
+    codec, pix_fmt = FORMATS[ext]
+    if not has_encoder(codec):
+        pytest.skip(f"PyAV has no {codec} encoder")
+    video = smooth_video(24, 16, 24)
+    path = tmp_path / f"clip.{ext}"
+    write_with_codec(path, video, codec, pix_fmt)
+
+    info = probe_video(path)
+    assert (info.num_frames, info.width, info.height) == (24, 24, 16)
+    assert info.fps == pytest.approx(8.0)
+    full = read_video(path)
+    assert full.shape == video.shape
+    for start in (0, 6, 13, 17):  # on and between keyframes (every 5th frame)
+        np.testing.assert_array_equal(read_video(path, start, num_frames=4, stride=2), full[start:start + 8:2])
+
+
+def test_middle_clip_seeks_instead_of_decoding_from_the_start(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "clip.mkv"
+    video = smooth_video(40, 16, 16)
+    write_with_codec(path, video, "ffv1", "yuv420p", gop=1)
+    full = read_video(path)
+
+    def decode_from_start(*args: object) -> None:
+        raise AssertionError("read_video decoded from the start of the file")
+
+    monkeypatch.setattr(io, "_decode_counting", decode_from_start)
+    np.testing.assert_array_equal(read_video(path, start=30, num_frames=5), full[30:35])
+
+
+@pytest.mark.parametrize("pix_fmt, expected", [("gray", (77, 77, 77)), ("bgra", (10, 20, 30))])
+def test_gray_and_alpha_sources_read_as_rgb(tmp_path: Path, pix_fmt: str, expected: tuple[int, ...]) -> None:
+    path = tmp_path / "clip.mkv"
+    if pix_fmt == "gray":
+        image, layout = np.full((8, 16), 77, np.uint8), "gray"
+    else:
+        image, layout = np.dstack([np.full((8, 16), v, np.uint8) for v in (10, 20, 30, 200)]), "rgba"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 16, 8, pix_fmt
+        for _ in range(3):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format=layout)))
+        container.mux(stream.encode())
+    decoded = read_video(path)
+    assert decoded.shape == (3, 8, 16, 3)
+    assert tuple(decoded[0, 0, 0]) == expected
+
+
+def unreadable_files(tmp_path: Path) -> dict[str, Path]:
+    good = tmp_path / "good.mp4"
+    write_mp4(good, smooth_video(20, 32, 32), fps=8)
+    data = good.read_bytes()
+    files = {"truncated": tmp_path / "truncated.mp4", "empty": tmp_path / "empty.mp4",
+             "text": tmp_path / "notes.mp4", "missing": tmp_path / "missing.mp4",
+             "audio only": tmp_path / "sound.mkv"}
+    files["truncated"].write_bytes(data[: len(data) // 2])
+    files["empty"].write_bytes(b"")
+    files["text"].write_text("this is not a video\n")
+    with av.open(str(files["audio only"]), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return files
+
+
+@pytest.mark.parametrize("kind", ["truncated", "empty", "text", "missing", "audio only"])
+def test_unreadable_file_raises_one_line_naming_it(tmp_path: Path, kind: str) -> None:
+    path = unreadable_files(tmp_path)[kind]
+    for read in (probe_video, read_video):
+        with pytest.raises(VideoReadError) as caught:
+            read(path)
+        message = str(caught.value)
+        assert path.name in message and "\n" not in message
+        assert caught.value.path == str(path)
+
+
+def test_too_few_frames_raises(tmp_path: Path) -> None:
+    path = tmp_path / "short.mp4"
+    write_mp4(path, smooth_video(20, 16, 16), fps=8)
+    with pytest.raises(VideoReadError, match=r"short\.mp4"):
+        read_video(path, start=15, num_frames=4, stride=2)
+    with pytest.raises(VideoReadError, match=r"short\.mp4"):
+        read_video(path, start=20)
+
+
+def test_png_round_trip_is_exact(tmp_path: Path) -> None:
+    image = np.random.default_rng(0).integers(0, 256, (13, 21, 3), dtype=np.uint8)
+    write_png(tmp_path / "a.png", image)
+    np.testing.assert_array_equal(read_image(tmp_path / "a.png"), image)
+    grey = image[:, :, :1]
+    write_png(tmp_path / "grey.png", grey)
+    np.testing.assert_array_equal(read_image(tmp_path / "grey.png"), np.repeat(grey, 3, axis=2))
+    np.testing.assert_array_equal(read_image((tmp_path / "a.png").read_bytes()), image)
+
+
+def test_read_jpeg(tmp_path: Path) -> None:
+    image = np.full((12, 20, 3), (200, 40, 90), np.uint8)
+    path = tmp_path / "frame.jpg"
+    with av.open(str(path), "w", format="image2") as container:
+        stream = container.add_stream("mjpeg", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 20, 12, "yuvj420p"
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuvj420p")))
+        container.mux(stream.encode())
+    decoded = read_image(path)
+    assert decoded.shape == (12, 20, 3)
+    assert np.abs(decoded.astype(float) - image).mean() < 4.0
+    with pytest.raises(VideoReadError, match=r"frame\.jpg"):
+        read_image(path.read_bytes()[:40], name=str(path))
+
+
+def test_make_grid_tiles_and_holds_last_frame() -> None:
+    a = np.full((3, 4, 5, 3), 10, np.uint8)
+    a[2] = 99
+    b = np.full((5, 4, 5, 3), 200, np.uint8)
+    grid = make_grid([a, b, b], columns=2, padding=1)
+    assert grid.shape == (5, 2 * (4 + 1) + 1, 2 * (5 + 1) + 1, 3)
+    np.testing.assert_array_equal(grid[:, 1:5, 1:6], a[[0, 1, 2, 2, 2]])  # held last frame
+    np.testing.assert_array_equal(grid[:, 6:10, 1:6], b)  # third video: second row, first column
+    assert (grid[:, 0] == 0).all() and (grid[:, 6:10, 7:12] == 0).all()  # padding and the empty cell
+
+
+def test_contact_sheet_shows_first_middle_last(tmp_path: Path) -> None:
+    videos = [np.random.default_rng(i).integers(0, 256, (7, 16, 20, 3), dtype=np.uint8) for i in range(2)]
+    path = tmp_path / "sheet.png"
+    write_contact_sheet(path, videos)
+    sheet = read_image(path)
+    assert sheet.shape == (2 * (16 + 2) + 2, 3 * (20 + 2) + 2, 3)
+    for row, video in enumerate(videos):
+        for column, frame in enumerate((0, 3, 6)):
+            y, x = 2 + row * 18, 2 + column * 22
+            np.testing.assert_array_equal(sheet[y:y + 16, x:x + 20], video[frame])
