@@ -37,6 +37,9 @@ class VDMConfig:
     logsnr_min: float = -20.0
     """Cosine log-SNR schedule lambda(t) = -2 log tan(pi t / 2), clipped to [logsnr_min, logsnr_max]."""
     logsnr_max: float = 20.0
+    sampler_gamma: float = 0.3
+    """Ancestral sampler noise: the step variance is (posterior variance)^(1 - gamma) x (forward-step
+    variance)^gamma (Ho et al. 2022 §2, after Nichol & Dhariwal 2021); 0 adds the least noise, 1 the most."""
 
     def __post_init__(self) -> None:
         for key in ("channels", "blocks_per_level", "head_channels", "norm_groups"):
@@ -48,6 +51,8 @@ class VDMConfig:
             raise ConfigError(f"model.dropout must lie in [0, 1), got {self.dropout}")
         if not self.logsnr_min < self.logsnr_max:
             raise ConfigError("model.logsnr_min must be smaller than model.logsnr_max")
+        if not 0.0 <= self.sampler_gamma <= 1.0:
+            raise ConfigError(f"model.sampler_gamma must lie in [0, 1], got {self.sampler_gamma}")
 
     @property
     def downsample_factor(self) -> int:

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vidgen.models.vdm.unet import RelativePositionBias, TemporalAttention, UNet3D
+
+
+@pytest.mark.parametrize("frames", [1, 5, 8])
+def test_output_shape_for_any_frame_count(tiny_config, frames):
+    unet = UNet3D(tiny_config, video_channels=3, resolution=16)
+    z = torch.randn(2, 3, frames, 16, 16)
+    out = unet(z, torch.tensor([-5.0, 5.0]))
+    assert out.shape == (2, 3, frames, 16, 16)
+
+
+def test_fresh_unet_outputs_zeros(tiny_config):
+    # The output conv is zero-initialised, so training starts from "predict 0".
+    unet = UNet3D(tiny_config, video_channels=3, resolution=16)
+    assert torch.count_nonzero(unet(torch.randn(1, 3, 2, 16, 16), torch.zeros(1))) == 0
+
+
+def test_frame_size_not_divisible_by_downsampling_is_a_clear_error(tiny_config):
+    unet = UNet3D(tiny_config, video_channels=3, resolution=16)
+    with pytest.raises(ValueError, match="not divisible by 2"):
+        unet(torch.randn(1, 3, 4, 15, 16), torch.zeros(1))
+
+
+def test_output_depends_on_logsnr(tiny_config, randomize_weights):
+    unet = randomize_weights(UNet3D(tiny_config, video_channels=3, resolution=16))
+    z = torch.randn(1, 3, 2, 16, 16).expand(2, -1, -1, -1, -1)
+    out = unet(z, torch.tensor([-10.0, 10.0]))
+    assert not torch.allclose(out[0], out[1], atol=1e-4)
+
+
+def test_frames_interact_only_through_temporal_attention(tiny_config, randomize_weights):
+    unet = randomize_weights(UNet3D(tiny_config, video_channels=3, resolution=16))
+    z = torch.randn(1, 3, 4, 16, 16)
+    changed = z.clone()
+    changed[:, :, 1:] = torch.randn(1, 3, 3, 16, 16)  # every frame but the first
+    logsnr = torch.zeros(1)
+    with torch.no_grad():
+        # Without a mask the first frame sees the others ...
+        assert not torch.allclose(unet(z, logsnr)[:, :, 0], unet(changed, logsnr)[:, :, 0], atol=1e-4)
+        # ... and with a diagonal mask (each frame attends only to itself) it does not.
+        only_self = torch.eye(4, dtype=torch.bool)
+        torch.testing.assert_close(unet(z, logsnr, only_self)[:, :, 0], unet(changed, logsnr, only_self)[:, :, 0])
+
+
+def test_relative_position_bias_depends_only_on_distance():
+    bias = RelativePositionBias(heads=3)
+    long = bias(9, torch.device("cpu"))  # (3, 9, 9)
+    short = bias(4, torch.device("cpu"))
+    torch.testing.assert_close(short, long[:, :4, :4])  # no table tied to a length
+    for d in range(-8, 9):  # Toeplitz: constant along each diagonal
+        diagonal = torch.diagonal(long, offset=d, dim1=1, dim2=2)
+        torch.testing.assert_close(diagonal, diagonal[:, :1].expand_as(diagonal))
+
+
+def test_temporal_attention_is_translation_equivariant(randomize_weights):
+    # With a banded mask (|i - j| <= 1) every interior frame sees a full neighbourhood, so shifting the
+    # video by one frame shifts the output by one frame.
+    attention = randomize_weights(TemporalAttention(channels=8, heads=2, groups=4))
+    x = torch.randn(2, 8, 8, 4, 4)
+    band = lambda n: (torch.arange(n)[:, None] - torch.arange(n)[None, :]).abs() <= 1  # noqa: E731
+    with torch.no_grad():
+        out = attention(x, band(8))
+        shifted = attention(x[:, :, 1:], band(7))
+    torch.testing.assert_close(shifted[:, :, 1:6], out[:, :, 2:7])
+
+
+def test_temporal_attention_accepts_long_videos(randomize_weights):
+    attention = randomize_weights(TemporalAttention(channels=8, heads=2, groups=4))
+    out = attention(torch.randn(1, 8, 64, 2, 2))
+    assert out.shape == (1, 8, 64, 2, 2) and torch.isfinite(out).all()
