@@ -1,0 +1,82 @@
+"""The layout of a run directory, and its metrics log.
+
+    RUN_DIR/config.yaml      the resolved recipe (also stored in every checkpoint)
+    RUN_DIR/checkpoints/     ckpt-<step>.pt, the last K kept
+    RUN_DIR/metrics.jsonl    one JSON record per logged step
+    RUN_DIR/samples/         sample grids written during training
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vidgen.errors import UserError
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+    def create(self) -> None:
+        """Create the folders, or fail with one line if the location is not writable."""
+        try:
+            for folder in (self.root, self.checkpoints, self.samples):
+                folder.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(f"cannot write to run directory {self.root}: {exc.strerror}; "
+                            "choose another --out") from None
+
+
+def ensure_writable_dir(path: Path) -> None:
+    """Create `path` or fail with one line (for output folders such as `vidgen sample --out`)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output folder {path}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise UserError(f"output folder {path} is not writable; choose another --out")
+
+
+class MetricsLog:
+    """Append-only JSON-lines log. On resume, records after the resumed step are dropped, so the log always
+    describes the run that produced the current weights."""
+
+    def __init__(self, path: Path, resume_step: int | None = None) -> None:
+        self.path = path
+        if resume_step is None:
+            path.write_text("")
+        elif path.exists():
+            kept = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,94 @@
+"""Sampling from a trained run: EMA weights -> mp4 files, a grid mp4 and a PNG contact sheet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from vidgen.core import layout
+from vidgen.core.checkpoint import latest_checkpoint, load_checkpoint
+from vidgen.core.config import Recipe, recipe_from_dict
+from vidgen.core.device import resolve_device
+from vidgen.core.progress import task_progress
+from vidgen.core.run_dir import RunDir, ensure_writable_dir
+from vidgen.errors import UserError
+from vidgen.models.base import Backend
+from vidgen.models.registry import build_backend
+
+PREVIEW_VIDEOS = 64
+"""The grid mp4 and the contact sheet show at most this many videos."""
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    videos: list[Path]
+    grid: Path
+    contact_sheet: Path
+
+
+def find_checkpoint(run_or_checkpoint: Path) -> Path:
+    """A checkpoint file, or the latest checkpoint of a run directory."""
+    if run_or_checkpoint.is_file():
+        return run_or_checkpoint
+    if run_or_checkpoint.is_dir():
+        latest = latest_checkpoint(RunDir(run_or_checkpoint).checkpoints)
+        if latest is None:
+            raise UserError(f"{run_or_checkpoint} holds no checkpoints; train it first (vidgen train ...)")
+        return latest
+    raise UserError(f"{run_or_checkpoint} is neither a run directory nor a checkpoint file")
+
+
+def load_for_sampling(run_or_checkpoint: Path, device: torch.device) -> tuple[Recipe, Backend]:
+    """Rebuild the backend from a checkpoint's own config and load its EMA weights into the networks."""
+    path = find_checkpoint(run_or_checkpoint)
+    state = load_checkpoint(path)
+    recipe = recipe_from_dict(state["config"], source=str(path))
+    backend = build_backend(recipe)
+    weights = dict(state["networks"])
+    weights.update(state["ema"])  # EMA copies replace the raw weights of the networks that have one
+    backend.networks.load_state_dict(weights)
+    backend.load_extra_state(state["backend"])
+    backend.networks.to(device).eval()
+    return recipe, backend
+
+
+def sample(run_or_checkpoint: Path, out_dir: Path, num: int | None = None, frames: int | None = None,
+           fps: float | None = None, seed: int | None = None, batch_size: int | None = None,
+           steps: int | None = None, device: str = "auto", console: Console | None = None) -> SampleResult:
+    """Write `num` videos (video i from seed + i) as mp4 files, plus a grid mp4 and a contact sheet."""
+    from vidgen.core.io import make_grid, write_contact_sheet, write_mp4
+
+    console = console or Console(stderr=True)
+    dev = resolve_device(device)
+    recipe, backend = load_for_sampling(run_or_checkpoint, dev)
+    ensure_writable_dir(out_dir)
+    cfg = recipe.sample
+    num = num or cfg.num
+    frames = frames or cfg.frames or recipe.data.frames
+    fps = fps or cfg.fps or recipe.data.fps
+    seed = cfg.seed if seed is None else seed
+    batch_size = batch_size or cfg.batch_size
+    seeds = list(range(seed, seed + num))
+
+    videos: list[Path] = []
+    previews = []  # only the first PREVIEW_VIDEOS are kept in memory, for the grid and the contact sheet
+    with torch.no_grad(), task_progress(console, "sample", total=num) as advance:
+        for start in range(0, num, batch_size):
+            batch_seeds = seeds[start:start + batch_size]
+            generated = backend.sample(backend.networks, batch_seeds, frames=frames, fps=fps, device=dev,
+                                       steps=steps)
+            for video_seed, video in zip(batch_seeds, layout.to_uint8(generated.cpu()).numpy()):
+                path = out_dir / f"sample-{video_seed:06d}.mp4"
+                write_mp4(path, video, fps=fps)
+                videos.append(path)
+                if len(previews) < PREVIEW_VIDEOS:
+                    previews.append(video)
+            advance(len(batch_seeds))
+    grid = out_dir / "grid.mp4"
+    write_mp4(grid, make_grid(previews), fps=fps)
+    sheet = out_dir / "contact_sheet.png"
+    write_contact_sheet(sheet, previews)
+    return SampleResult(videos, grid, sheet)

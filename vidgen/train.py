@@ -1,0 +1,300 @@
+"""The shared training loop, for every backend.
+
+The loop owns data, device, mixed precision, gradient accumulation, optimizer steps, EMA, logging,
+checkpoints and resume; the backend supplies phases, optimizers, losses and a sampler (vidgen/models/base.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from vidgen.core import layout
+from vidgen.core.checkpoint import (checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint,
+                                    prune_checkpoints, save_checkpoint)
+from vidgen.core.config import Recipe, recipe_from_dict
+from vidgen.core.data import build_dataset, make_train_loader, summarize_skipped
+from vidgen.core.device import (autocast, check_precision, configure_backends, make_grad_scaler,
+                                memory_allocated_mb, resolve_device)
+from vidgen.core.ema import ema_decay, make_ema, update_ema
+from vidgen.core.progress import training_progress
+from vidgen.core.run_dir import MetricsLog, RunDir
+from vidgen.errors import UserError
+from vidgen.models.base import Backend, Batch
+from vidgen.models.registry import build_backend
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    step: int
+    checkpoint: Path | None
+    interrupted: bool
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint restores, besides the recipe."""
+
+    backend: Backend
+    ema: torch.nn.ModuleDict
+    optimizers: dict[str, torch.optim.Optimizer]
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator
+    step: int = 0
+
+    def state_dict(self, recipe: Recipe, samples_seen: int) -> dict[str, Any]:
+        return {
+            "config": recipe.to_dict(),
+            "step": self.step,
+            "networks": self.backend.networks.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "scaler": self.scaler.state_dict(),
+            "backend": self.backend.extra_state(),
+            "data": {"samples_seen": samples_seen},
+            "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.backend.networks.load_state_dict(state["networks"])
+        self.ema.load_state_dict(state["ema"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.scaler.load_state_dict(state["scaler"])
+        self.backend.load_extra_state(state["backend"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.generator.set_state(state["rng"]["generator"])
+        self.step = state["step"]
+
+
+def resolve_run(recipe_or_run: str, out: Path | None, overrides: list[str]) -> tuple[Recipe, Path]:
+    """RECIPE is a built-in name, a YAML path, or an existing run directory (then resume it)."""
+    from vidgen.core.config import load_recipe
+
+    as_dir = Path(recipe_or_run)
+    if as_dir.is_dir() and RunDir(as_dir).config.is_file():
+        recipe = load_recipe(RunDir(as_dir).config, overrides)
+        return recipe, out or as_dir
+    recipe = load_recipe(recipe_or_run, overrides)
+    return recipe, out or Path("runs") / recipe.run.name
+
+
+def train(recipe: Recipe, run_dir: Path, device: str = "auto", fresh: bool = False, overwrite: bool = False,
+          console: Console | None = None) -> TrainResult:
+    console = console or Console(stderr=True)
+    run = RunDir(run_dir)
+    cfg = recipe.train
+
+    # --- Device and run directory ---
+    dev = resolve_device(device)
+    check_precision(cfg.precision, dev)
+    configure_backends(dev)
+    resume_from = _choose_resume(run, fresh, overwrite)
+    run.create()
+
+    # --- Model, EMA, optimizers (initialised from the seed; a resume then overwrites them) ---
+    torch.manual_seed(recipe.run.seed)
+    backend = build_backend(recipe)
+    backend.networks.to(dev)
+    state = TrainState(
+        backend=backend,
+        ema=torch.nn.ModuleDict({name: make_ema(backend.networks[name]) for name in backend.ema_networks}),
+        optimizers=backend.make_optimizers(),
+        scaler=make_grad_scaler(dev, cfg.precision),
+        generator=torch.Generator(dev).manual_seed(recipe.run.seed),
+    )
+    for opt in state.optimizers.values():
+        for group in opt.param_groups:
+            group.setdefault("base_lr", group["lr"])
+    if resume_from is not None:
+        saved = load_checkpoint(resume_from, expected_model=recipe.model.name)
+        _check_same_model(recipe, saved, resume_from)
+        state.load_state_dict(saved)
+        console.print(f"Resuming {run.root} from step {state.step} ({resume_from.name})")
+
+    # --- Data ---
+    dataset = build_dataset(recipe.data, seed=recipe.run.seed)
+    if dataset.skipped:
+        console.print(f"[yellow]Skipped {summarize_skipped(dataset.skipped)}[/yellow]")
+    micro_batches_per_step = cfg.grad_accum
+    videos_per_step = cfg.batch_size * cfg.grad_accum
+    loader = make_train_loader(dataset, batch_size=cfg.batch_size, seed=recipe.run.seed,
+                               start_sample=state.step * videos_per_step, workers=recipe.data.workers)
+    batches = iter(loader)
+
+    run.config.write_text(recipe.to_yaml())
+    log = MetricsLog(run.metrics, resume_step=state.step if resume_from else None)
+    nets = backend.networks  # the modules the losses call (a DDP wrapper would go here)
+    console.print(f"Training {recipe.model.name} '{recipe.run.name}' on {dev} ({cfg.precision}), "
+                  f"{_count_params(backend):,} parameters, {len(dataset)} videos -> {run.root}")
+
+    last_checkpoint = latest_checkpoint(run.checkpoints)
+    start_step = state.step
+    with _stop_on_signals() as stop, training_progress(console, total=cfg.max_steps, completed=state.step) as progress:
+        timer = time.perf_counter()
+        while state.step < cfg.max_steps and not stop.requested:
+            # --- Fetch this step's micro-batches (uint8 -> model layout, on the device) ---
+            micro_batches = [_to_device(next(batches), dev) for _ in range(micro_batches_per_step)]
+
+            # --- Phases: accumulate gradients over micro-batches, then one optimizer step each ---
+            lr_scale = min(1.0, (state.step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+            logs: dict[str, float] = {}
+            for phase in backend.phases():
+                if state.step % phase.every:
+                    continue
+                opt = state.optimizers[phase.optimizer]
+                for group in opt.param_groups:
+                    group["lr"] = group["base_lr"] * lr_scale
+                opt.zero_grad(set_to_none=True)
+                for batch in micro_batches:
+                    with autocast(dev, cfg.precision):
+                        loss, values = backend.loss(phase.name, batch, nets, state.generator)
+                    state.scaler.scale(loss / micro_batches_per_step).backward()
+                    for key, value in values.items():
+                        logs[key] = logs.get(key, 0.0) + value / micro_batches_per_step
+                state.scaler.unscale_(opt)
+                if cfg.grad_clip is not None:
+                    params = [p for group in opt.param_groups for p in group["params"]]
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    logs[f"grad_norm/{phase.name}"] = float(grad_norm)
+                state.scaler.step(opt)
+            state.scaler.update()
+            state.step += 1
+
+            # --- EMA (half-life in videos) ---
+            decay = ema_decay(cfg.ema_halflife_videos, videos_per_step, state.step * videos_per_step,
+                              cfg.ema_rampup)
+            for name in backend.ema_networks:
+                update_ema(state.ema[name], backend.networks[name], decay)
+
+            # --- Log, checkpoint, sample ---
+            progress.advance(logs.get("loss"))
+            if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
+                elapsed = time.perf_counter() - timer
+                steps_done = cfg.log_every if state.step % cfg.log_every == 0 else state.step % cfg.log_every
+                record = {"step": state.step, **logs,
+                          "lr": cfg.lr * lr_scale,
+                          "videos_per_sec": steps_done * videos_per_step / elapsed,
+                          "sec_per_step": elapsed / steps_done,
+                          "peak_mem_mb": memory_allocated_mb(dev)}
+                log.write(record)
+                progress.log_record(record)
+                timer = time.perf_counter()
+            if state.step % cfg.checkpoint_every == 0:
+                last_checkpoint = _save(state, recipe, run, videos_per_step)
+            if cfg.sample_every and state.step % cfg.sample_every == 0:
+                _write_training_samples(backend, state, recipe, run, dev)
+
+    if state.step > start_step or last_checkpoint is None:
+        if last_checkpoint is None or _step_of(last_checkpoint) != state.step:
+            last_checkpoint = _save(state, recipe, run, videos_per_step)
+    if stop.requested:
+        console.print(f"Interrupted: saved step {state.step} to {last_checkpoint}; run the same command "
+                      "again to resume.")
+    return TrainResult(run.root, state.step, last_checkpoint, stop.requested)
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _choose_resume(run: RunDir, fresh: bool, overwrite: bool) -> Path | None:
+    latest = latest_checkpoint(run.checkpoints)
+    if latest is None:
+        return None
+    if not fresh:
+        return latest
+    if not overwrite:
+        raise UserError(f"{run.root} already holds a run (up to {latest.name}); --fresh would discard it: "
+                        "add --overwrite to do so, or choose another --out")
+    for path in list_checkpoints(run.checkpoints):
+        path.unlink()
+    return None
+
+
+def _check_same_model(recipe: Recipe, saved: dict[str, Any], path: Path) -> None:
+    saved_model = recipe_from_dict(saved["config"], source=str(path)).model
+    if dataclasses.asdict(saved_model) != dataclasses.asdict(recipe.model):
+        changed = [k for k, v in dataclasses.asdict(recipe.model).items()
+                   if dataclasses.asdict(saved_model).get(k) != v]
+        raise UserError(f"the run in {path.parent.parent} was trained with a different model config "
+                        f"(model.{changed[0]} differs); resume with the same recipe, or use --fresh --overwrite "
+                        "or another --out")
+
+
+def _save(state: TrainState, recipe: Recipe, run: RunDir, videos_per_step: int) -> Path:
+    path = checkpoint_path(run.checkpoints, state.step)
+    try:
+        save_checkpoint(state.state_dict(recipe, samples_seen=state.step * videos_per_step), path)
+    except OSError as exc:
+        raise UserError(f"could not write checkpoint {path}: {exc.strerror}; the previous checkpoint is kept") \
+            from None
+    prune_checkpoints(run.checkpoints, recipe.train.keep_checkpoints)
+    return path
+
+
+def _write_training_samples(backend: Backend, state: TrainState, recipe: Recipe, run: RunDir,
+                            dev: torch.device) -> None:
+    from vidgen.core.io import make_grid, write_mp4
+
+    num = min(recipe.sample.num, 16)
+    with torch.no_grad():
+        videos = backend.sample(state.ema, seeds=list(range(recipe.sample.seed, recipe.sample.seed + num)),
+                                frames=recipe.sample.frames or recipe.data.frames,
+                                fps=recipe.sample.fps or recipe.data.fps, device=dev)
+    frames = layout.to_uint8(videos.cpu()).numpy()
+    write_mp4(run.samples / f"step-{state.step:08d}.mp4", make_grid(list(frames)),
+              fps=recipe.sample.fps or recipe.data.fps)
+
+
+def _to_device(batch: dict[str, torch.Tensor], dev: torch.device) -> Batch:
+    # uint8 crosses to the device (4x less traffic than float), then becomes the model layout there.
+    out = {"video": layout.to_model(batch["video"].to(dev, non_blocking=True)),
+           "times": batch["times"].to(dev, non_blocking=True)}
+    if "label" in batch:
+        out["label"] = batch["label"].to(dev)
+    return out
+
+
+def _count_params(backend: Backend) -> int:
+    return sum(p.numel() for p in backend.networks.parameters())
+
+
+def _step_of(path: Path) -> int:
+    return int(path.stem.split("-")[1])
+
+
+class _StopFlag:
+    """Set by the first Ctrl-C (or SIGTERM): the loop stops after the current step and checkpoints."""
+
+    requested = False
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[_StopFlag]:
+    flag = _StopFlag()
+
+    def handle(signum: int, frame: Any) -> None:
+        if flag.requested:  # a second Ctrl-C aborts at once
+            raise KeyboardInterrupt
+        flag.requested = True
+
+    try:
+        previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave signal handling alone
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,196 @@
+"""The `vidgen` command line: a thin Typer app over the library entry points in vidgen/.
+
+Each command parses options and forwards to an ordinary function. torch is imported inside command bodies only,
+so `vidgen --help` stays fast. A UserError becomes one red line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vidgen import __version__
+from vidgen.errors import UserError
+
+app = typer.Typer(name="vidgen", help="Train, sample and evaluate video generators (StyleGAN-V, Video Diffusion).",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Datasets: write the built-in synthetic set, inspect a dataset.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+
+
+def user_errors(fn: F) -> F:
+    """Turn a UserError into one line and its exit code; Ctrl-C into exit 130. Bugs keep their traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+@user_errors
+def train(
+    recipe: Annotated[str, typer.Argument(help="Built-in recipe name, a recipe .yaml, or a run directory to resume.")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/<run.name>).")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: key.path=value (repeatable).")] = None,
+    device: DeviceOpt = "auto",
+    precision: Annotated[Optional[str], typer.Option(help="fp32, bf16 or fp16 (sets train.precision).")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Train up to this step (sets train.max_steps).")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming the run directory.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="With --fresh: discard the run directory's checkpoints.")] = False,
+) -> None:
+    """Train a model. Run again on the same run directory to resume from its latest checkpoint."""
+    from vidgen.train import resolve_run, train as run_training
+
+    settings = list(overrides or [])
+    if precision is not None:
+        settings.append(f"train.precision={precision}")
+    if max_steps is not None:
+        settings.append(f"train.max_steps={max_steps}")
+    resolved, run_dir = resolve_run(recipe, out_dir, settings)
+    result = run_training(resolved, run_dir, device=device, fresh=fresh, overwrite=overwrite, console=err)
+    out.print(f"run: {result.run_dir}\ncheckpoint: {result.checkpoint} (step {result.step})", highlight=False)
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+@app.command()
+@user_errors
+def sample(
+    source: Annotated[Path, typer.Argument(help="A run directory (latest checkpoint) or a checkpoint file.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the mp4 files, grid and contact sheet.")],
+    num: Annotated[Optional[int], typer.Option(help="Number of videos (default: the recipe's sample.num).")] = None,
+    frames: Annotated[Optional[int], typer.Option(help="Frames per video.")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Frame rate of the written videos.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Video i uses seed + i.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Videos generated at once (does not change them).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Sampler steps.")] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Generate videos with a trained run's EMA weights."""
+    from vidgen.sample import sample as run_sampling
+
+    for name, value in (("--num", num), ("--frames", frames), ("--fps", fps), ("--batch-size", batch_size),
+                        ("--steps", steps)):
+        if value is not None and value <= 0:
+            raise UserError(f"{name} must be > 0, got {value}")
+    result = run_sampling(source, out_dir, num=num, frames=frames, fps=fps, seed=seed, batch_size=batch_size,
+                          steps=steps, device=device, console=err)
+    for path in result.videos:
+        out.print(str(path), highlight=False)
+    out.print(f"grid: {result.grid}\ncontact sheet: {result.contact_sheet}", highlight=False)
+
+
+@app.command("recipes")
+@user_errors
+def list_recipes() -> None:
+    """List the built-in recipes."""
+    from vidgen.core.config import builtin_recipes, load_recipe
+
+    table = Table("recipe", "model", "description")
+    for name in builtin_recipes():
+        recipe = load_recipe(name)
+        table.add_row(name, recipe.model.name, recipe.run.description)
+    out.print(table)
+
+
+@app.command()
+@user_errors
+def info() -> None:
+    """Versions, devices and the default device."""
+    import av
+    import numpy
+    import torch
+
+    from vidgen.core.device import describe_devices, resolve_device
+
+    versions = Table("package", "version", title="versions")
+    for name, version in (("vidgen", __version__), ("python", platform.python_version()),
+                          ("torch", torch.__version__), ("cuda (torch build)", torch.version.cuda or "none"),
+                          ("av (PyAV)", av.__version__), ("ffmpeg", _ffmpeg_version()),
+                          ("numpy", numpy.__version__)):
+        versions.add_row(name, str(version))
+    out.print(versions)
+    devices = Table("device", "name", "memory", "available", title="devices")
+    for row in describe_devices():
+        devices.add_row(*row.values())
+    out.print(devices)
+    out.print(f"default device: {resolve_device('auto')}")
+
+
+@data_app.command("synth")
+@user_errors
+def data_synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the mp4 files to.")],
+    num: Annotated[int, typer.Option(help="Number of videos.")] = 64,
+    frames: Annotated[int, typer.Option(help="Frames per video.")] = 64,
+    size: Annotated[int, typer.Option(help="Width and height in pixels.")] = 64,
+    fps: Annotated[float, typer.Option(help="Frame rate.")] = 8.0,
+    seed: Annotated[int, typer.Option(help="Video i is rendered from seed (seed, i).")] = 0,
+    max_shapes: Annotated[int, typer.Option(help="Each video shows 1..this many shapes.")] = 3,
+) -> None:
+    """Write the built-in synthetic dataset (moving shapes) as mp4 files."""
+    from vidgen.core.run_dir import ensure_writable_dir
+    from vidgen.core.synthetic import write_synthetic_dataset
+
+    for name, value in (("--num", num), ("--frames", frames), ("--size", size), ("--fps", fps),
+                        ("--max-shapes", max_shapes)):
+        if value <= 0:
+            raise UserError(f"{name} must be > 0, got {value}")
+    ensure_writable_dir(out_dir)
+    paths = write_synthetic_dataset(out_dir, num=num, frames=frames, size=size, fps=fps, seed=seed,
+                                    max_shapes=max_shapes)
+    out.print(f"wrote {len(paths)} videos to {out_dir}", highlight=False)
+
+
+@data_app.command("info")
+@user_errors
+def data_info(path: Annotated[Path, typer.Argument(help="A dataset: video folder, frame folders or zip.")]) -> None:
+    """Count, resolution, fps and frame counts of a dataset, and any unreadable files."""
+    from vidgen.core.data import dataset_info
+
+    summary = dataset_info(path)
+    table = Table("property", "value", title=str(path))
+    for key, value in summary.rows():
+        table.add_row(key, value)
+    out.print(table)
+    for bad, reason in summary.unreadable:
+        err.print(f"[yellow]unreadable:[/yellow] {bad} ({reason})", highlight=False)
+
+
+def _ffmpeg_version() -> str:
+    import av
+
+    libs = getattr(av, "library_versions", {})
+    version = libs.get("libavformat")
+    return ".".join(map(str, version)) + " (libavformat)" if version else "unknown"
+
+
+def main() -> None:
+    app(prog_name="vidgen")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

