@@ -17,6 +17,13 @@ TINY_VDM = [
     "train.log_every=1", "sample.steps=4", "sample.num=2",
 ]
 
+# A stylegan-v-tiny variant for tests: 16x16, narrow, a few fake-clip times.
+TINY_SGV = [
+    "model.z_dim=8", "model.w_dim=8", "model.motion_z_dim=8", "model.motion_v_dim=8", "model.channel_base=128",
+    "model.channel_max=8", "data.resolution=16", "data.synthetic_videos=64", "data.workers=0",
+    "train.batch_size=4", "train.log_every=1", "sample.num=2", "sample.frames=5",
+]
+
 
 def set_args(overrides: list[str]) -> list[str]:
     return [arg for item in overrides for arg in ("--set", item)]
@@ -36,3 +43,8 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = False, timeout: f
 @pytest.fixture
 def tiny_vdm() -> list[str]:
     return list(TINY_VDM)
+
+
+@pytest.fixture
+def tiny_sgv() -> list[str]:
+    return list(TINY_SGV)

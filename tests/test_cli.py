@@ -30,7 +30,7 @@ def test_info_shows_versions_and_default_device():
     (["train", "no-such-recipe"], 2, "unknown recipe 'no-such-recipe'"),
     (["train", "vdm-tiny", "--set", "train.lrr=1"], 2, "unknown key 'train.lrr'"),
     (["train", "vdm-tiny", "--set", "train.max_steps=x"], 2, "'train.max_steps' expects an integer"),
-    (["train", "vdm-tiny", "--set", "model.name=nope"], 2, "unknown model 'nope'; known models: vdm"),
+    (["train", "vdm-tiny", "--set", "model.name=nope"], 2, "unknown model 'nope'; known models: vdm, stylegan-v"),
     (["train", "vdm-tiny", "--set", "data.resolution=30"], 2, "not divisible by 4"),
     (["train", "missing.yaml"], 2, "recipe file missing.yaml does not exist"),
     (["train", "vdm-tiny", "--device", "cuda:7"], 1, "CUDA is not available"),
@@ -93,3 +93,21 @@ def test_train_resume_and_sample_end_to_end(tmp_path, tiny_vdm):
     assert (info.num_frames, info.width, info.height) == (6, 16, 16)
     assert read_video(tmp_path / "samples" / "grid.mp4").shape[0] == 6
     assert (tmp_path / "samples" / "contact_sheet.png").stat().st_size > 0
+
+
+def test_stylegan_v_trains_and_samples_any_length_and_fps(tmp_path, tiny_sgv):
+    from vidgen.core.io import probe_video
+
+    run = tmp_path / "run"
+    run_cli("train", "stylegan-v-tiny", "--out", str(run), "--max-steps", "2", *set_args(tiny_sgv), check=True)
+    run_cli("sample", str(run), "--out", str(tmp_path / "s"), "--num", "2", "--frames", "40", "--fps", "24",
+            "--time-offset", "3", "--truncation", "0.7", check=True)
+    info = probe_video(tmp_path / "s" / "sample-000000.mp4")
+    assert (info.num_frames, info.fps, info.width) == (40, 24.0, 16)
+
+
+def test_backend_specific_sample_options_are_refused_elsewhere(tmp_path, tiny_vdm):
+    run = tmp_path / "run"
+    run_cli("train", "vdm-tiny", "--out", str(run), "--max-steps", "1", *set_args(tiny_vdm), check=True)
+    result = run_cli("sample", str(run), "--out", str(tmp_path / "s"), "--truncation", "0.5")
+    assert result.returncode == 1 and "--truncation does not apply to a 'vdm' model" in result.stderr

@@ -1,4 +1,4 @@
-"""The shared training loop: a killed run resumes and continues exactly as if it had never stopped."""
+"""The shared training loop: a stopped or killed run resumes exactly as if it had never stopped."""
 
 import os
 import signal
@@ -6,9 +6,17 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import set_args
+import pytest
+import torch
+from rich.console import Console
+
+from tests.conftest import TINY_SGV, TINY_VDM, set_args
 from vidgen.core.checkpoint import list_checkpoints
+from vidgen.core.config import load_recipe
 from vidgen.core.run_dir import read_metrics
+from vidgen.train import train
+
+QUIET = Console(quiet=True)
 
 # Wide enough that a step takes tens of milliseconds, so the kill lands between two checkpoints.
 RESUME_RUN = ["train.max_steps=24", "train.checkpoint_every=5", "train.keep_checkpoints=2",
@@ -49,3 +57,26 @@ def test_sigkill_between_checkpoints_then_resume_matches_uninterrupted_run(tmp_p
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     got = {r["step"]: r["loss"] for r in read_metrics(run_dir / "metrics.jsonl")}
     assert got == expected
+
+
+@pytest.mark.parametrize("recipe_name, overrides", [("vdm-tiny", TINY_VDM), ("stylegan-v-tiny", TINY_SGV)],
+                         ids=["vdm", "stylegan-v"])
+def test_resume_through_the_shared_loop_equals_one_run(tmp_path, recipe_name, overrides):
+    """Both backends: 3 steps, stop, resume to 6 == 6 steps at once (losses and final weights)."""
+    common = [*overrides, "train.checkpoint_every=3", "model.r1_every=2" if "stylegan" in recipe_name else
+              "train.grad_accum=2"]
+    once = train(load_recipe(recipe_name, [*common, "train.max_steps=6"]), tmp_path / "once", device="cpu",
+                 console=QUIET)
+    train(load_recipe(recipe_name, [*common, "train.max_steps=3"]), tmp_path / "twice", device="cpu",
+          console=QUIET)
+    twice = train(load_recipe(recipe_name, [*common, "train.max_steps=6"]), tmp_path / "twice", device="cpu",
+                  console=QUIET)
+    losses = [{k: v for k, v in r.items() if "/" in k or k == "loss"}
+              for r in read_metrics(tmp_path / "once" / "metrics.jsonl")]
+    resumed = [{k: v for k, v in r.items() if "/" in k or k == "loss"}
+               for r in read_metrics(tmp_path / "twice" / "metrics.jsonl")]
+    assert len(losses) == 6 and losses == resumed
+    final_once = torch.load(once.checkpoint, weights_only=True)
+    final_twice = torch.load(twice.checkpoint, weights_only=True)
+    for name, tensor in final_once["networks"].items():
+        assert torch.equal(tensor, final_twice["networks"][name]), name

@@ -57,13 +57,20 @@ def load_for_sampling(run_or_checkpoint: Path, device: torch.device) -> tuple[Re
 
 def sample(run_or_checkpoint: Path, out_dir: Path, num: int | None = None, frames: int | None = None,
            fps: float | None = None, seed: int | None = None, batch_size: int | None = None,
-           steps: int | None = None, device: str = "auto", console: Console | None = None) -> SampleResult:
-    """Write `num` videos (video i from seed + i) as mp4 files, plus a grid mp4 and a contact sheet."""
+           steps: int | None = None, device: str = "auto", console: Console | None = None,
+           **options: float) -> SampleResult:
+    """Write `num` videos (video i from seed + i) as mp4 files, plus a grid mp4 and a contact sheet.
+
+    `options` are backend-specific sampling options (Backend.sample_options), e.g. StyleGAN-V's truncation."""
     from vidgen.core.io import make_grid, write_contact_sheet, write_mp4
 
     console = console or Console(stderr=True)
     dev = resolve_device(device)
     recipe, backend = load_for_sampling(run_or_checkpoint, dev)
+    unsupported = sorted(set(options) - set(backend.sample_options))
+    if unsupported:
+        flag = "--" + unsupported[0].replace("_", "-")
+        raise UserError(f"{flag} does not apply to a '{recipe.model.name}' model")
     ensure_writable_dir(out_dir)
     cfg = recipe.sample
     num = num or cfg.num
@@ -79,7 +86,7 @@ def sample(run_or_checkpoint: Path, out_dir: Path, num: int | None = None, frame
         for start in range(0, num, batch_size):
             batch_seeds = seeds[start:start + batch_size]
             generated = backend.sample(backend.networks, batch_seeds, frames=frames, fps=fps, device=dev,
-                                       steps=steps)
+                                       steps=steps, **options)
             for video_seed, video in zip(batch_seeds, layout.to_uint8(generated.cpu()).numpy()):
                 path = out_dir / f"sample-{video_seed:06d}.mp4"
                 write_mp4(path, video, fps=fps)

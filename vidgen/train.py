@@ -123,7 +123,7 @@ def train(recipe: Recipe, run_dir: Path, device: str = "auto", fresh: bool = Fal
         console.print(f"Resuming {run.root} from step {state.step} ({resume_from.name})")
 
     # --- Data ---
-    dataset = build_dataset(recipe.data, seed=recipe.run.seed)
+    dataset = build_dataset(recipe.data, seed=recipe.run.seed, clips=backend.training_clips())
     if dataset.skipped:
         console.print(f"[yellow]Skipped {summarize_skipped(dataset.skipped)}[/yellow]")
     micro_batches_per_step = cfg.grad_accum

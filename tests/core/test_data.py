@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from vidgen.core.config import DataConfig
+from vidgen.core.clips import ContiguousClips
 from vidgen.core.data import (
-    ContiguousClips,
     TrainSampler,
     build_dataset,
     dataset_info,

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from vidgen.core.clips import ClipSampler, ContiguousClips
 from vidgen.core.config import DataConfig
 from vidgen.core.io import VideoInfo, VideoReadError, probe_video, read_image, read_video
 from vidgen.core.synthetic import render_video, video_seed
@@ -246,30 +247,10 @@ def summarize_skipped(skipped: Sequence[tuple[str, str]], shown: int = 3) -> str
 # Clips and the dataset
 
 
-@dataclass(frozen=True)
-class ContiguousClips:
-    """Clips of `frames` frames, `stride` source frames apart, starting anywhere they fit."""
-
-    frames: int
-    stride: int = 1
-
-    @property
-    def span(self) -> int:
-        """Source frames one clip covers."""
-        return (self.frames - 1) * self.stride + 1
-
-    def choose(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:
-        """Frame indices of a clip whose start is uniform over the valid starts."""
-        if num_frames < self.span:
-            raise ValueError(f"a video of {num_frames} frames is shorter than a clip ({self.span} frames)")
-        start = int(rng.integers(0, num_frames - self.span + 1))
-        return start + self.stride * np.arange(self.frames)
-
-
 class VideoDataset(Dataset):
     """Clips of resolution x resolution, addressed by (video index, clip seed)."""
 
-    def __init__(self, videos: Sequence[Video], clips: ContiguousClips, resolution: int,
+    def __init__(self, videos: Sequence[Video], clips: ClipSampler, resolution: int,
                  skipped: Sequence[tuple[str, str]] = ()) -> None:
         self.videos = list(videos)
         self.clips = clips
@@ -310,15 +291,15 @@ def resize_center_crop(frames: np.ndarray, resolution: int) -> torch.Tensor:
     return pixels.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()  # (F, R, R, 3)
 
 
-def build_dataset(cfg: DataConfig, seed: int) -> VideoDataset:
+def build_dataset(cfg: DataConfig, seed: int, clips: ClipSampler | None = None) -> VideoDataset:
     """Index `cfg.source` once. Unreadable videos and videos shorter than one clip are left out and listed in
-    `dataset.skipped`; no usable video at all is a UserError."""
-    clips = ContiguousClips(cfg.frames, cfg.frame_stride)
+    `dataset.skipped`; no usable video at all is a UserError. `clips` defaults to contiguous clips of
+    data.frames at data.frame_stride (a backend may ask for another kind: Backend.training_clips)."""
+    clips = clips or ContiguousClips(cfg.frames, cfg.frame_stride)
     if cfg.source == "synthetic":
         if cfg.synthetic_frames < clips.span:
             raise UserError(f"data.synthetic_frames ({cfg.synthetic_frames}) is shorter than one clip of "
-                            f"{clips.span} frames ((frames - 1) * frame_stride + 1); raise data.synthetic_frames "
-                            "or lower data.frames / data.frame_stride")
+                            f"{clips.span} frames; raise data.synthetic_frames or {clips.too_short_hint}")
         videos = [SyntheticVideo(video_seed(seed, i), cfg.synthetic_frames, cfg.fps, cfg.resolution,
                                  cfg.synthetic_max_shapes) for i in range(cfg.synthetic_videos)]
         return VideoDataset(videos, clips, cfg.resolution)
@@ -329,7 +310,7 @@ def build_dataset(cfg: DataConfig, seed: int) -> VideoDataset:
                 for video in found if video.num_frames < clips.span]
     if not usable:
         raise UserError(f"no usable videos in '{cfg.source}' ({summarize_skipped(skipped)}); a clip needs "
-                        f"{clips.span} frames: lower data.frames or data.frame_stride, or fix the files")
+                        f"{clips.span} frames: {clips.too_short_hint}, or fix the files")
     return VideoDataset(usable, clips, cfg.resolution, skipped)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vidgen.core.clips import ClipSampler, ContiguousClips
 from vidgen.core.config import Recipe
 
 
@@ -43,6 +44,8 @@ class Backend(ABC):
     """Every trained network, by name. Its state dict is the model part of a checkpoint."""
     ema_networks: tuple[str, ...]
     """Names of the networks that get an EMA copy; sampling uses those copies."""
+    sample_options: tuple[str, ...] = ()
+    """Keyword-only options its sample() takes beyond the common ones (e.g. truncation)."""
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
@@ -70,6 +73,12 @@ class Backend(ABC):
                device: torch.device, steps: int | None = None) -> torch.Tensor:
         """One video per seed, each from its own random generator (so the batch size does not change it):
         float [len(seeds), C, frames, H, W] in [-1, 1]."""
+
+    def training_clips(self) -> ClipSampler:
+        """Which frames of a video make a training clip: by default data.frames consecutive frames at
+        data.frame_stride; a backend trained on sparse frames (StyleGAN-V) returns its own sampler."""
+        data = self.recipe.data
+        return ContiguousClips(data.frames, data.frame_stride)
 
     def extra_state(self) -> dict[str, Any]:
         """Non-network state to checkpoint (e.g. an adaptive augmentation probability)."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from vidgen.errors import ConfigError
+from vidgen.models.stylegan_v.config import StyleGANVConfig
 from vidgen.models.vdm.config import VDMConfig
 
 if TYPE_CHECKING:
@@ -31,11 +32,19 @@ def _build_vdm(recipe: Recipe) -> Backend:
     return VDMBackend(recipe)
 
 
+def _build_stylegan_v(recipe: Recipe) -> Backend:
+    from vidgen.models.stylegan_v.backend import StyleGANVBackend
+
+    return StyleGANVBackend(recipe)
+
+
 BACKENDS: dict[str, BackendSpec] = {
     spec.name: spec
     for spec in (
         BackendSpec("vdm", "Video Diffusion Models (Ho et al. 2022): factorized space-time U-Net",
                     VDMConfig, _build_vdm),
+        BackendSpec("stylegan-v", "StyleGAN-V (Skorokhodov et al. 2022): continuous-time video GAN on StyleGAN2",
+                    StyleGANVConfig, _build_stylegan_v),
     )
 }
 
