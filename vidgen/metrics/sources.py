@@ -1,0 +1,108 @@
+"""Where evaluation videos come from: a dataset folder or zip, the synthetic set, a folder of generated
+videos, or a run (sampled on the fly); and the fingerprint that keys cached real statistics.
+
+No torch import: fingerprints are taken before deciding whether any video needs decoding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidgen.core.config import DataConfig, coerce
+from vidgen.core.data import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, SyntheticVideo, Video, find_videos, summarize_skipped
+from vidgen.core.synthetic import video_seed
+from vidgen.errors import ConfigError, UserError
+
+SYNTHETIC = "synthetic"
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """The built-in synthetic dataset as real data: `synthetic` or `synthetic:videos=2048,frames=64,...`;
+    the unset keys come from a run's data config (or DataConfig's defaults, seed 0)."""
+
+    videos: int
+    """Number of videos (video i renders scene video_seed(seed, i), as training sees it)."""
+    frames: int
+    """Frames per video."""
+    resolution: int
+    fps: float
+    max_shapes: int
+    seed: int
+    """The run seed whose synthetic videos these are."""
+
+    @classmethod
+    def from_data(cls, data: DataConfig, seed: int) -> SyntheticSpec:
+        return cls(data.synthetic_videos, data.synthetic_frames, data.resolution, data.fps,
+                   data.synthetic_max_shapes, seed)
+
+    def with_settings(self, settings: str) -> SyntheticSpec:
+        """Apply "key=value,key=value" settings; unknown keys and bad values are ConfigErrors."""
+        fields = typing.get_type_hints(type(self))
+        changes = {}
+        for item in filter(None, (s.strip() for s in settings.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or key not in fields:
+                raise ConfigError(f"bad synthetic setting '{item}'; use synthetic:key=value,... with keys "
+                                  f"{', '.join(fields)}")
+            changes[key] = coerce(value, fields[key], f"synthetic.{key}")
+        spec = dataclasses.replace(self, **changes)
+        if min(spec.videos, spec.frames, spec.resolution, spec.fps, spec.max_shapes) <= 0:
+            raise ConfigError(f"synthetic settings must be > 0 (seed excepted): {settings}")
+        return spec
+
+    def make_videos(self) -> list[Video]:
+        return [SyntheticVideo(video_seed(self.seed, i), self.frames, self.fps, self.resolution, self.max_shapes)
+                for i in range(self.videos)]
+
+    def fingerprint(self) -> str:
+        return "synthetic:" + json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+def parse_synthetic(text: str, defaults: SyntheticSpec) -> SyntheticSpec | None:
+    """The spec if `text` names the synthetic set (`synthetic` or `synthetic:k=v,...`), else None."""
+    name, _, settings = text.partition(":")
+    if name != SYNTHETIC:
+        return None
+    return defaults.with_settings(settings)
+
+
+def folder_fingerprint(path: Path) -> str:
+    """sha256 over the resolved root and the relative path, size and mtime of every video or image file
+    under it (a zip: the file itself). Cheap: nothing is opened; any added, removed, replaced or touched
+    file changes it."""
+    root = Path(path).expanduser().resolve()
+    digest = hashlib.sha256(str(root).encode())
+    if root.is_file():
+        stat = root.stat()
+        digest.update(f"\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+        return digest.hexdigest()
+    extensions = VIDEO_EXTENSIONS + IMAGE_EXTENSIONS
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # as vidgen.core.data indexes them
+        for name in sorted(files):
+            if name.startswith(".") or not name.lower().endswith(extensions):
+                continue
+            file = Path(folder, name)
+            stat = file.stat()
+            digest.update(f"\n{file.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def index_videos(path: Path, role: str) -> list[Video]:
+    """The readable videos of a folder or zip, sorted by name; none readable is a UserError naming `role`."""
+    videos, skipped = find_videos(path)
+    if not videos:
+        raise UserError(f"no readable videos in {role} '{path}' ({summarize_skipped(skipped)})")
+    return videos
+
+
+def is_run(path: Path) -> bool:
+    """A run directory (it has checkpoints/) or a checkpoint file, rather than a folder of videos."""
+    return (path.is_dir() and (path / "checkpoints").is_dir()) or (path.is_file() and path.suffix == ".pt")
