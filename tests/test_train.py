@@ -1,5 +1,6 @@
 """The shared training loop: a stopped or killed run resumes exactly as if it had never stopped."""
 
+import math
 import os
 import signal
 import subprocess
@@ -23,22 +24,22 @@ RESUME_RUN = ["train.max_steps=24", "train.checkpoint_every=5", "train.keep_chec
               "model.channels=16", "train.batch_size=4"]
 
 
-def start_training(run_dir, tiny_vdm):
+def start_training(run_dir, overrides):
     args = [sys.executable, "-m", "vidgen_cli", "train", "vdm-tiny", "--out", str(run_dir),
-            *set_args(tiny_vdm + RESUME_RUN)]
+            *set_args(overrides)]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def test_sigkill_between_checkpoints_then_resume_matches_uninterrupted_run(tmp_path, tiny_vdm):
     # Reference: one uninterrupted run.
-    reference = start_training(tmp_path / "reference", tiny_vdm)
+    reference = start_training(tmp_path / "reference", tiny_vdm + RESUME_RUN)
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
     expected = {r["step"]: r["loss"] for r in read_metrics(tmp_path / "reference" / "metrics.jsonl")}
     assert len(expected) == 24
 
     # Killed run: SIGKILL once step 7 is logged (after the step-5 checkpoint, before step 10's).
     run_dir = tmp_path / "killed"
-    proc = start_training(run_dir, tiny_vdm)
+    proc = start_training(run_dir, tiny_vdm + RESUME_RUN)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         metrics = run_dir / "metrics.jsonl"
@@ -53,7 +54,7 @@ def test_sigkill_between_checkpoints_then_resume_matches_uninterrupted_run(tmp_p
     assert last_checkpoint < steps_logged, "the kill should land between checkpoints"
 
     # Resume with the same command; the log is rewound to the checkpoint and continued.
-    resumed = start_training(run_dir, tiny_vdm)
+    resumed = start_training(run_dir, tiny_vdm + RESUME_RUN)
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     got = {r["step"]: r["loss"] for r in read_metrics(run_dir / "metrics.jsonl")}
     assert got == expected
@@ -80,3 +81,27 @@ def test_resume_through_the_shared_loop_equals_one_run(tmp_path, recipe_name, ov
     final_twice = torch.load(twice.checkpoint, weights_only=True)
     for name, tensor in final_once["networks"].items():
         assert torch.equal(tensor, final_twice["networks"][name]), name
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, tiny_vdm):
+    run_dir = tmp_path / "run"
+    proc = start_training(run_dir, tiny_vdm + ["train.max_steps=100000", "train.sample_every=2",
+                                               "train.checkpoint_every=1000"])
+    deadline = time.monotonic() + 300
+    metrics = run_dir / "metrics.jsonl"
+    while time.monotonic() < deadline and not (metrics.exists() and len(read_metrics(metrics)) >= 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    assert "Interrupted: saved step" in proc.stderr.read()
+    steps = [r["step"] for r in read_metrics(metrics)]
+    saved = list_checkpoints(run_dir / "checkpoints")
+    assert len(saved) == 1 and int(saved[0].stem.split("-")[1]) >= max(steps)
+    assert list((run_dir / "samples").glob("step-*.mp4")), "sample grids every train.sample_every steps"
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path):
+    result = train(load_recipe("vdm-tiny", [*TINY_VDM, "train.max_steps=2", "train.precision=bf16"]),
+                   tmp_path / "run", device="cpu", console=QUIET)
+    losses = [r["loss"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")]
+    assert result.step == 2 and all(map(math.isfinite, losses))
