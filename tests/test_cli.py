@@ -111,3 +111,15 @@ def test_backend_specific_sample_options_are_refused_elsewhere(tmp_path, tiny_vd
     run_cli("train", "vdm-tiny", "--out", str(run), "--max-steps", "1", *set_args(tiny_vdm), check=True)
     result = run_cli("sample", str(run), "--out", str(tmp_path / "s"), "--truncation", "0.5")
     assert result.returncode == 1 and "--truncation does not apply to a 'vdm' model" in result.stderr
+
+
+def test_eval_of_a_sample_folder_scores_the_samples_not_the_grid(tmp_path, tiny_vdm):
+    from vidgen.core.run_dir import manifest_videos
+    from vidgen.metrics.sources import index_videos
+
+    run = tmp_path / "run"
+    run_cli("train", "vdm-tiny", "--out", str(run), "--max-steps", "1", *set_args(tiny_vdm), check=True)
+    run_cli("sample", str(run), "--out", str(tmp_path / "s"), "--num", "3", check=True)
+    assert manifest_videos(tmp_path / "s") == {f"sample-00000{i}.mp4" for i in range(3)}
+    assert sorted(v.name.split("/")[-1] for v in index_videos(tmp_path / "s", "FAKE")) == [
+        "sample-000000.mp4", "sample-000001.mp4", "sample-000002.mp4"]

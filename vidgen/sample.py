@@ -13,7 +13,7 @@ from vidgen.core.checkpoint import latest_checkpoint, load_checkpoint
 from vidgen.core.config import Recipe, recipe_from_dict
 from vidgen.core.device import resolve_device
 from vidgen.core.progress import task_progress
-from vidgen.core.run_dir import RunDir, ensure_writable_dir
+from vidgen.core.run_dir import RunDir, ensure_writable_dir, write_samples_manifest
 from vidgen.errors import UserError
 from vidgen.models.base import Backend
 from vidgen.models.registry import build_backend
@@ -43,7 +43,11 @@ def find_checkpoint(run_or_checkpoint: Path) -> Path:
 
 def load_for_sampling(run_or_checkpoint: Path, device: torch.device) -> tuple[Recipe, Backend]:
     """Rebuild the backend from a checkpoint's own config and load its EMA weights into the networks."""
-    path = find_checkpoint(run_or_checkpoint)
+    recipe, backend, _ = _load(find_checkpoint(run_or_checkpoint), device)
+    return recipe, backend
+
+
+def _load(path: Path, device: torch.device) -> tuple[Recipe, Backend, int]:
     state = load_checkpoint(path)
     recipe = recipe_from_dict(state["config"], source=str(path))
     backend = build_backend(recipe)
@@ -52,7 +56,7 @@ def load_for_sampling(run_or_checkpoint: Path, device: torch.device) -> tuple[Re
     backend.networks.load_state_dict(weights)
     backend.load_extra_state(state["backend"])
     backend.networks.to(device).eval()
-    return recipe, backend
+    return recipe, backend, state["step"]
 
 
 def sample(run_or_checkpoint: Path, out_dir: Path, num: int | None = None, frames: int | None = None,
@@ -66,7 +70,8 @@ def sample(run_or_checkpoint: Path, out_dir: Path, num: int | None = None, frame
 
     console = console or Console(stderr=True)
     dev = resolve_device(device)
-    recipe, backend = load_for_sampling(run_or_checkpoint, dev)
+    checkpoint = find_checkpoint(run_or_checkpoint)
+    recipe, backend, step = _load(checkpoint, dev)
     unsupported = sorted(set(options) - set(backend.sample_options))
     if unsupported:
         flag = "--" + unsupported[0].replace("_", "-")
@@ -98,4 +103,6 @@ def sample(run_or_checkpoint: Path, out_dir: Path, num: int | None = None, frame
     write_mp4(grid, make_grid(previews), fps=fps)
     sheet = out_dir / "contact_sheet.png"
     write_contact_sheet(sheet, previews)
+    write_samples_manifest(out_dir, videos, checkpoint=str(checkpoint), step=step, model=recipe.model.name,
+                           seeds=seeds, frames=frames, fps=fps, steps=steps, options=options)
     return SampleResult(videos, grid, sheet)

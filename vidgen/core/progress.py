@@ -39,7 +39,7 @@ class TrainingProgress:
         if self.progress is None:
             values = "  ".join(f"{k} {v:.4g}" for k, v in record.items()
                                if k != "step" and isinstance(v, float))
-            self.console.print(f"step {record['step']}  {values}", highlight=False)
+            self.console.print(f"step {record['step']}  {values}", highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager

@@ -78,5 +78,26 @@ class MetricsLog:
             f.write(json.dumps(record) + "\n")
 
 
+SAMPLES_MANIFEST = "samples.json"
+"""Written by `vidgen sample` beside its videos: which files are samples (not the grid preview) and where
+they came from, so `vidgen eval --fake FOLDER` scores exactly the samples."""
+
+
+def write_samples_manifest(folder: Path, videos: list[Path], **provenance: Any) -> None:
+    record = {"videos": [video.name for video in videos], **provenance}
+    (folder / SAMPLES_MANIFEST).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def manifest_videos(folder: Path) -> set[str] | None:
+    """File names of the samples listed in `folder`'s manifest (None when it has none)."""
+    manifest = folder / SAMPLES_MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        return set(json.loads(manifest.read_text())["videos"])
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{manifest} is damaged; delete it to score every video in {folder}") from None
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

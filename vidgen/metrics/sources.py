@@ -1,7 +1,6 @@
 """Where evaluation videos come from: a dataset folder or zip, the synthetic set, a folder of generated
-videos, or a run (sampled on the fly); and the fingerprint that keys cached real statistics.
-
-No torch import: fingerprints are taken before deciding whether any video needs decoding.
+videos, or a run (sampled on the fly); and the fingerprint that keys cached real statistics (taken from
+file names, sizes and times, before deciding whether any video needs decoding).
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from vidgen.core.config import DataConfig, coerce
 from vidgen.core.data import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, SyntheticVideo, Video, find_videos, summarize_skipped
+from vidgen.core.run_dir import manifest_videos
 from vidgen.core.synthetic import video_seed
 from vidgen.errors import ConfigError, UserError
 
@@ -96,8 +96,12 @@ def folder_fingerprint(path: Path) -> str:
 
 
 def index_videos(path: Path, role: str) -> list[Video]:
-    """The readable videos of a folder or zip, sorted by name; none readable is a UserError naming `role`."""
+    """The readable videos of a folder or zip, sorted by name; none readable is a UserError naming `role`.
+    A folder written by `vidgen sample` lists its samples in a manifest: only those count (not the grid)."""
     videos, skipped = find_videos(path)
+    listed = manifest_videos(path) if path.is_dir() else None
+    if listed is not None:
+        videos = [video for video in videos if Path(video.name).name in listed]
     if not videos:
         raise UserError(f"no readable videos in {role} '{path}' ({summarize_skipped(skipped)})")
     return videos
