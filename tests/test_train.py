@@ -105,3 +105,21 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
                    tmp_path / "run", device="cpu", console=QUIET)
     losses = [r["loss"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")]
     assert result.step == 2 and all(map(math.isfinite, losses))
+
+
+def test_metric_during_training_is_logged_and_keeps_the_best_checkpoint(tmp_path, monkeypatch):
+    from vidgen.metrics.detectors import default_detector_dir
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "detectors").symlink_to(default_detector_dir())  # the real detectors, a private stats cache
+    monkeypatch.setenv("VIDGEN_HOME", str(home))
+    recipe = load_recipe("vdm-tiny", [*TINY_VDM, "train.max_steps=4", "train.eval_every=2", "train.eval_videos=3"])
+    train(recipe, tmp_path / "run", device="cpu", console=QUIET)
+
+    scores = {r["step"]: r["eval/fvd2048_16f"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")
+              if "eval/fvd2048_16f" in r}
+    assert sorted(scores) == [2, 4] and all(math.isfinite(v) and v > 0 for v in scores.values())
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)
+    assert best["best_score"] == min(scores.values()) and scores[best["step"]] == best["best_score"]
+    assert len(list((home / "stats").iterdir())) == 1, "the real side is computed once, then read from the cache"

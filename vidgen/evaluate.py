@@ -118,8 +118,8 @@ class _Options:
 
 
 @dataclass(frozen=True)
-class _FakeRun:
-    """A trained generator, sampled on the fly with its EMA weights."""
+class GeneratorSource:
+    """A trained generator as FAKE, sampled on the fly (a run's EMA weights; the training loop's EMA)."""
 
     sample: Callable[[list[int], int], torch.Tensor]
     """(seeds, frames) -> float [len(seeds), C, frames, H, W] in [-1, 1]."""
@@ -128,7 +128,7 @@ class _FakeRun:
     """The run's synthetic dataset settings: what `--real synthetic` means next to this run."""
 
 
-def evaluate(real: str | Path, fake: str | Path, metrics: str | Sequence[str | Protocol], *, seed: int = 0,
+def evaluate(real: str | Path, fake: str | Path | GeneratorSource, metrics: str | Sequence[str | Protocol], *, seed: int = 0,
              device: str = "auto", allow_fewer: bool = False, save_stats: Path | None = None,
              detector_dir: Path | None = None, detector_files: Mapping[str, Path] | None = None,
              batch_size: int = 4, workers: int = 2, sample_batch_size: int | None = None,
@@ -155,8 +155,11 @@ def evaluate(real: str | Path, fake: str | Path, metrics: str | Sequence[str | P
                              f"{detectors[protocol.detector].resolution}")
 
     # --- Fake source: checked before any real-side work (an empty folder, too few or too short videos) ----
-    fake_path = Path(fake)
-    fake_run = _open_run(fake_path, dev, sample_batch_size, sample_steps) if is_run(fake_path) else None
+    if isinstance(fake, GeneratorSource):
+        fake_path, fake_run = Path("<generator>"), fake
+    else:
+        fake_path = Path(fake)
+        fake_run = _open_run(fake_path, dev, sample_batch_size, sample_steps) if is_run(fake_path) else None
     groups = _groups(protocols)
     fake_clips = {} if fake_run is not None else _fake_folder_clips(fake_path, groups, opts)
 
@@ -198,7 +201,7 @@ def evaluate(real: str | Path, fake: str | Path, metrics: str | Sequence[str | P
                                     detector.sha256, ref.count, fake_counts[protocol.name], origins[protocol.name]))
     if save_stats is not None:
         statsfile.save_stats(Path(save_stats), [real_stats[p.name] for p in protocols])
-    return EvalResult(tuple(results), str(real), str(fake), seed, str(dev),
+    return EvalResult(tuple(results), str(real), str(fake_path), seed, str(dev),
                       None if save_stats is None else str(save_stats))
 
 
@@ -313,7 +316,7 @@ def _groups(protocols: Sequence[Protocol]) -> list[list[Protocol]]:
     return list(groups.values())
 
 
-def _open_run(path: Path, device: torch.device, batch_size: int | None, steps: int | None) -> _FakeRun:
+def _open_run(path: Path, device: torch.device, batch_size: int | None, steps: int | None) -> GeneratorSource:
     from vidgen.sample import load_for_sampling
 
     recipe, backend = load_for_sampling(path, device)
@@ -325,4 +328,4 @@ def _open_run(path: Path, device: torch.device, batch_size: int | None, steps: i
 
     data = recipe.data if recipe.data.source == "synthetic" else DataConfig()
     synthetic = SyntheticSpec.from_data(data, recipe.run.seed if data is recipe.data else 0)
-    return _FakeRun(sample, batch_size or recipe.sample.batch_size, synthetic)
+    return GeneratorSource(sample, batch_size or recipe.sample.batch_size, synthetic)

@@ -51,6 +51,8 @@ class TrainState:
     scaler: torch.amp.GradScaler
     generator: torch.Generator
     step: int = 0
+    best_score: float | None = None
+    """Lowest train.eval_metric so far (all our metrics are distances), for checkpoints/best.pt."""
 
     def state_dict(self, recipe: Recipe, samples_seen: int) -> dict[str, Any]:
         return {
@@ -63,6 +65,7 @@ class TrainState:
             "backend": self.backend.extra_state(),
             "data": {"samples_seen": samples_seen},
             "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
+            "best_score": self.best_score,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -75,6 +78,7 @@ class TrainState:
         torch.set_rng_state(state["rng"]["torch"])
         self.generator.set_state(state["rng"]["generator"])
         self.step = state["step"]
+        self.best_score = state.get("best_score")
 
 
 def resolve_run(recipe_or_run: str, out: Path | None, overrides: list[str]) -> tuple[Recipe, Path]:
@@ -194,6 +198,13 @@ def train(recipe: Recipe, run_dir: Path, device: str = "auto", fresh: bool = Fal
                 last_checkpoint = _save(state, recipe, run, videos_per_step)
             if cfg.sample_every and state.step % cfg.sample_every == 0:
                 _write_training_samples(backend, state, recipe, run, dev)
+            if cfg.eval_every and state.step % cfg.eval_every == 0:
+                label, score = _score_ema(backend, state, recipe, dev, console)
+                log.write({"step": state.step, f"eval/{cfg.eval_metric}": score})
+                console.print(f"step {state.step}  {label} {score:.4g}", highlight=False)
+                if state.best_score is None or score < state.best_score:
+                    state.best_score = score
+                    _save(state, recipe, run, videos_per_step, path=run.checkpoints / "best.pt")
 
     if state.step > start_step or last_checkpoint is None:
         if last_checkpoint is None or _step_of(last_checkpoint) != state.step:
@@ -231,15 +242,42 @@ def _check_same_model(recipe: Recipe, saved: dict[str, Any], path: Path) -> None
                         "or another --out")
 
 
-def _save(state: TrainState, recipe: Recipe, run: RunDir, videos_per_step: int) -> Path:
-    path = checkpoint_path(run.checkpoints, state.step)
+def _save(state: TrainState, recipe: Recipe, run: RunDir, videos_per_step: int, path: Path | None = None) -> Path:
+    """Save a checkpoint (by default the step's, then prune old ones; `path`: a named one such as best.pt)."""
+    named = path is not None
+    path = path or checkpoint_path(run.checkpoints, state.step)
     try:
         save_checkpoint(state.state_dict(recipe, samples_seen=state.step * videos_per_step), path)
     except OSError as exc:
         raise UserError(f"could not write checkpoint {path}: {exc.strerror}; the previous checkpoint is kept") \
             from None
-    prune_checkpoints(run.checkpoints, recipe.train.keep_checkpoints)
+    if not named:
+        prune_checkpoints(run.checkpoints, recipe.train.keep_checkpoints)
     return path
+
+
+def _score_ema(backend: Backend, state: TrainState, recipe: Recipe, dev: torch.device,
+               console: Console) -> tuple[str, float]:
+    """train.eval_metric of the EMA model against the real data (whose statistics the cache keeps)."""
+    from vidgen.evaluate import GeneratorSource, evaluate
+    from vidgen.metrics.protocols import PROTOCOLS
+    from vidgen.metrics.sources import SyntheticSpec
+
+    cfg = recipe.train
+    protocol = PROTOCOLS[cfg.eval_metric]
+    if cfg.eval_videos is not None:
+        protocol = dataclasses.replace(protocol, num_videos=cfg.eval_videos)
+    fps = recipe.sample.fps or recipe.data.fps
+
+    def generate(seeds: list[int], frames: int) -> torch.Tensor:
+        return backend.sample(state.ema, seeds, frames=frames, fps=fps, device=dev)
+
+    source = GeneratorSource(generate, recipe.sample.batch_size, SyntheticSpec.from_data(recipe.data, recipe.run.seed))
+    with torch.no_grad():
+        # allow_fewer: a small dataset must not end a long run; the label then carries the count used.
+        result = evaluate(cfg.eval_real or recipe.data.source, source, [protocol], seed=recipe.run.seed,
+                          device=str(dev), allow_fewer=True, console=console)
+    return result.metrics[0].label, result.metrics[0].value
 
 
 def _write_training_samples(backend: Backend, state: TrainState, recipe: Recipe, run: RunDir,

@@ -98,11 +98,28 @@ class TrainConfig:
     """Keep the last K checkpoints."""
     sample_every: int = 0
     """Write a sample grid to samples/ every N steps (0: never during training)."""
+    eval_every: int = 0
+    """Score the EMA model with eval_metric every N steps (0: never); logged to metrics.jsonl, and the best
+    checkpoint by it is kept as checkpoints/best.pt."""
+    eval_metric: str = "fvd2048_16f"
+    """The metric (a protocol name, see `vidgen eval --help`) scored during training."""
+    eval_real: str | None = None
+    """Real data for that metric (null: data.source; for synthetic data, this recipe's synthetic set). Its
+    statistics are computed once and then read from the cache."""
+    eval_videos: int | None = None
+    """Score with this many videos per side instead of the protocol's count (labelled with the count);
+    null: the protocol's."""
 
     def __post_init__(self) -> None:
         _check_positive(self, "train", ("max_steps", "batch_size", "grad_accum", "lr", "ema_halflife_videos",
-                                        "log_every", "checkpoint_every", "keep_checkpoints"))
-        for name in ("warmup_steps", "weight_decay", "sample_every"):
+                                        "log_every", "checkpoint_every", "keep_checkpoints", "eval_videos"))
+        if self.eval_every:
+            from vidgen.metrics.protocols import PROTOCOLS  # no torch
+
+            if self.eval_metric not in PROTOCOLS:
+                raise ConfigError(f"train.eval_metric '{self.eval_metric}' is unknown; known metrics: "
+                                  f"{', '.join(PROTOCOLS)}")
+        for name in ("warmup_steps", "weight_decay", "sample_every", "eval_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if not all(0.0 <= b < 1.0 for b in self.betas):
