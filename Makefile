@@ -40,7 +40,7 @@ bench: setup
 	# The reference U-Net; --no-deps because its torchvision/transformers pins are only used by its trainer.
 	$(PY) -m pip install --quiet --no-deps 'video-diffusion-pytorch==0.7.0'
 	$(PY) benchmarks/bench_vdm_train_step.py
-	$(PY) benchmarks/bench_stylegan_v.py
+	$(PY) benchmarks/bench_stylegan_v.py --resolution 64 --width tiny --frames 16 256 1024   # GPU: --device cuda
 	$(VIDGEN) detectors install
 	$(PY) benchmarks/bench_metrics.py
 

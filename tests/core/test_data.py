@@ -238,3 +238,21 @@ def test_loader_is_the_same_for_any_number_of_workers(source: str, video_folder:
     for a, b in zip(serial, parallel, strict=True):
         for key in ("video", "times", "index"):
             torch.testing.assert_close(a[key], b[key])
+
+
+def test_a_video_that_fails_to_decode_mid_run_is_replaced_by_the_next(tmp_path: Path) -> None:
+    from vidgen.core.io import VideoReadError
+
+    dataset = build_dataset(DataConfig(source="synthetic", resolution=16, frames=4, synthetic_videos=3), seed=0)
+
+    class Damaged:
+        name, num_frames, fps = "damaged.mp4", 64, 8.0
+
+        def read(self, frames):
+            raise VideoReadError(self.name, "not a readable video (corrupt data)")
+
+    dataset.videos[1] = Damaged()
+    with pytest.warns(UserWarning, match="damaged.mp4"):
+        item = dataset[(1, 5)]
+    assert item["index"] == 2 and item["video"].shape == (4, 16, 16, 3)
+    assert torch.equal(item["video"], dataset[(2, 5)]["video"])  # deterministic: the next video, same clip seed

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import warnings
 import zipfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -263,13 +264,22 @@ class VideoDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor | int]:
         index, clip_seed = key
-        video = self.videos[index]
-        frames = self.clips.choose(video.num_frames, np.random.default_rng(clip_seed))
-        return {
-            "video": resize_center_crop(video.read(frames), self.resolution),  # (F, R, R, 3) uint8
-            "times": torch.from_numpy((frames - frames[0]).astype(np.float32)),  # (F,) in source frames
-            "index": index,
-        }
+        # A file that probed fine can still fail to decode (damage past its header). Rather than end a long
+        # run, take the next video instead: a deterministic choice, so resumed runs see the same batches.
+        for attempt in range(len(self.videos)):
+            video = self.videos[(index + attempt) % len(self.videos)]
+            frames = self.clips.choose(video.num_frames, np.random.default_rng(clip_seed))
+            try:
+                pixels = video.read(frames)
+            except VideoReadError as exc:
+                warnings.warn(f"skipping a video that failed to decode: {exc}", stacklevel=2)
+                continue
+            return {
+                "video": resize_center_crop(pixels, self.resolution),  # (F, R, R, 3) uint8
+                "times": torch.from_numpy((frames - frames[0]).astype(np.float32)),  # (F,) in source frames
+                "index": (index + attempt) % len(self.videos),
+            }
+        raise UserError(f"no video of the dataset could be decoded (the last: {video.name}); check the files")
 
 
 def resize_center_crop(frames: np.ndarray, resolution: int) -> torch.Tensor:
