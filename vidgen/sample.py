@@ -62,7 +62,7 @@ def _load(path: Path, device: torch.device) -> tuple[Recipe, Backend, int]:
 def sample(run_or_checkpoint: Path, out_dir: Path, num: int | None = None, frames: int | None = None,
            fps: float | None = None, seed: int | None = None, batch_size: int | None = None,
            steps: int | None = None, device: str = "auto", console: Console | None = None,
-           **options: float) -> SampleResult:
+           **options: float | str) -> SampleResult:
     """Write `num` videos (video i from seed + i) as mp4 files, plus a grid mp4 and a contact sheet.
 
     `options` are backend-specific sampling options (Backend.sample_options), e.g. StyleGAN-V's truncation."""

@@ -87,6 +87,7 @@ def sample(
     seed: Annotated[Optional[int], typer.Option(help="Video i uses seed + i.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Videos generated at once (does not change them).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Sampler steps (diffusion).")] = None,
+    sampler: Annotated[Optional[str], typer.Option(help="Diffusion: ancestral (default), pc, ddim or heun.")] = None,
     time_offset: Annotated[Optional[float], typer.Option(help="StyleGAN-V: time of the first frame, in training frames.")] = None,
     truncation: Annotated[Optional[float], typer.Option(help="StyleGAN-V: truncation psi (1: none; lower: less variety, higher quality).")] = None,
     device: DeviceOpt = "auto",
@@ -100,8 +101,8 @@ def sample(
             raise UserError(f"{name} must be > 0, got {value}")
     if time_offset is not None and time_offset < 0:
         raise UserError(f"--time-offset must be >= 0, got {time_offset}")
-    options = {name: value for name, value in (("time_offset", time_offset), ("truncation", truncation))
-               if value is not None}
+    options = {name: value for name, value in (("time_offset", time_offset), ("truncation", truncation),
+                                               ("sampler", sampler)) if value is not None}
     result = run_sampling(source, out_dir, num=num, frames=frames, fps=fps, seed=seed, batch_size=batch_size,
                           steps=steps, device=device, console=err, **options)
     for path in result.videos:

@@ -1,5 +1,5 @@
 """The Video Diffusion backend (Ho et al. 2022): a factorized space-time U-Net trained with the continuous-time
-diffusion loss and sampled with the ancestral sampler."""
+diffusion loss and sampled with any sampler of vidgen.models.vdm.sampler (ancestral by default)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from vidgen.core.config import Recipe
 from vidgen.models.base import Backend, Batch, Phase
 from vidgen.models.vdm import diffusion
 from vidgen.models.vdm.config import VDMConfig
-from vidgen.models.vdm.sampler import ancestral_sample, per_video_noise
+from vidgen.models.vdm.sampler import per_video_noise, sampler_by_name
 from vidgen.models.vdm.unet import UNet3D
 
 VIDEO_CHANNELS = 3
@@ -23,6 +23,7 @@ class VDMBackend(Backend):
     """networks: {"unet": UNet3D}; one phase, "main" (the diffusion loss), stepping one AdamW optimizer."""
 
     ema_networks = ("unet",)
+    sample_options = ("sampler",)
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)
@@ -50,8 +51,12 @@ class VDMBackend(Backend):
         return loss, {"loss": loss.item()}
 
     def sample(self, nets: Mapping[str, nn.Module], seeds: Sequence[int], frames: int, fps: float,
-               device: torch.device, steps: int | None = None) -> torch.Tensor:
+               device: torch.device, steps: int | None = None, *, sampler: str = "ancestral") -> torch.Tensor:
+        """sampler: a name in vidgen.models.vdm.sampler.SAMPLERS (ancestral, pc, ddim, heun); the ancestral
+        and predictor-corrector samplers take their variance interpolation γ from model.sampler_gamma."""
         del fps  # the model is not conditioned on the frame rate
+        sample_fn = sampler_by_name(sampler)  # an unknown name fails before any work
+        options = {"gamma": self.config.sampler_gamma} if sampler in ("ancestral", "pc") else {}
         steps = self.recipe.sample.steps if steps is None else steps
         resolution = self.recipe.data.resolution
         unet = nets["unet"]
@@ -67,6 +72,6 @@ class VDMBackend(Backend):
         was_training = unet.training
         unet.eval()  # no dropout while sampling
         try:
-            return ancestral_sample(denoise, noise, logsnrs, generators, gamma=self.config.sampler_gamma)
+            return sample_fn(denoise, noise, logsnrs, generators, **options)
         finally:
             unet.train(was_training)
