@@ -18,13 +18,14 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from vidgen.core import layout
+from vidgen.core import distributed, layout
 from vidgen.core.checkpoint import (checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint,
                                     prune_checkpoints, save_checkpoint)
 from vidgen.core.config import Recipe, recipe_from_dict
 from vidgen.core.data import build_dataset, make_train_loader, summarize_skipped
 from vidgen.core.device import (autocast, check_precision, configure_backends, make_grad_scaler,
                                 memory_allocated_mb, resolve_device)
+from vidgen.core.distributed import DistInfo
 from vidgen.core.ema import ema_decay, make_ema, update_ema
 from vidgen.core.progress import training_progress
 from vidgen.core.run_dir import MetricsLog, RunDir
@@ -39,6 +40,8 @@ class TrainResult:
     step: int
     checkpoint: Path | None
     interrupted: bool
+    is_main: bool = True
+    """False on the ranks other than 0 of a torchrun job, which should print nothing."""
 
 
 @dataclass
@@ -49,12 +52,16 @@ class TrainState:
     ema: torch.nn.ModuleDict
     optimizers: dict[str, torch.optim.Optimizer]
     scaler: torch.amp.GradScaler
-    generator: torch.Generator
+    generators: list[torch.Generator]
+    """This process's training-noise streams: one per rank it plays (one under torchrun; see train()'s
+    `emulate_ranks`). Stream s (= rank x len(generators) + i) starts from seed run.seed + s, so ranks draw
+    different noise, and stream 0 is a single-process run's generator."""
     step: int = 0
     best_score: float | None = None
     """Lowest train.eval_metric so far (all our metrics are distances), for checkpoints/best.pt."""
 
-    def state_dict(self, recipe: Recipe, samples_seen: int) -> dict[str, Any]:
+    def state_dict(self, recipe: Recipe, samples_seen: int, streams: list[torch.Tensor]) -> dict[str, Any]:
+        """`streams`: the generator states of every noise stream of the job, in stream order."""
         return {
             "config": recipe.to_dict(),
             "step": self.step,
@@ -64,11 +71,14 @@ class TrainState:
             "scaler": self.scaler.state_dict(),
             "backend": self.backend.extra_state(),
             "data": {"samples_seen": samples_seen},
-            "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
+            "rng": {"torch": torch.get_rng_state(), "generator": streams[0], "streams": streams},
             "best_score": self.best_score,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], first_stream: int = 0, num_streams: int = 1) -> bool:
+        """Restore; each rank takes its own noise streams. False when the checkpoint was written by a job with
+        another number of streams (ranks): they then restart from their seeds, and the run goes on, but no longer
+        bit-identical to an uninterrupted one."""
         self.backend.networks.load_state_dict(state["networks"])
         self.ema.load_state_dict(state["ema"])
         for name, opt in self.optimizers.items():
@@ -76,9 +86,14 @@ class TrainState:
         self.scaler.load_state_dict(state["scaler"])
         self.backend.load_extra_state(state["backend"])
         torch.set_rng_state(state["rng"]["torch"])
-        self.generator.set_state(state["rng"]["generator"])
+        streams = state["rng"].get("streams", [state["rng"]["generator"]])
+        same_streams = len(streams) == num_streams
+        if same_streams:
+            for generator, saved in zip(self.generators, streams[first_stream:]):
+                generator.set_state(saved)
         self.step = state["step"]
         self.best_score = state.get("best_score")
+        return same_streams
 
 
 def resolve_run(recipe_or_run: str, out: Path | None, overrides: list[str]) -> tuple[Recipe, Path]:
@@ -94,81 +109,132 @@ def resolve_run(recipe_or_run: str, out: Path | None, overrides: list[str]) -> t
 
 
 def train(recipe: Recipe, run_dir: Path, device: str = "auto", fresh: bool = False, overwrite: bool = False,
-          console: Console | None = None) -> TrainResult:
-    console = console or Console(stderr=True)
+          console: Console | None = None, emulate_ranks: int = 1) -> TrainResult:
+    """Train (or resume) the run in `run_dir`. Under torchrun (RANK / WORLD_SIZE set), every rank calls this: it
+    joins the process group, trains on its shard of each global batch, and only rank 0 writes or prints.
+
+    train.batch_size is the batch of one rank; a step sees batch_size x grad_accum x ranks videos.
+    `emulate_ranks` = N plays N ranks in this one process, one after another: each micro-batch holds the union
+    of N ranks' shards and each shard gets that rank's noise stream, so the weights equal those of an N-rank job
+    (tests/test_distributed.py checks it). Not a speed feature: it exists to make that equality testable.
+    """
+    if emulate_ranks < 1:
+        raise ValueError(f"emulate_ranks must be >= 1, got {emulate_ranks}")
+    info = distributed.info_from_env()
+    dev = resolve_device(distributed.device_for(info, device))
+    with distributed.process_group(info, dev) as info:
+        return _train(recipe, run_dir, dev, info, emulate_ranks, fresh, overwrite,
+                      console or Console(stderr=True))
+
+
+def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emulate_ranks: int, fresh: bool,
+           overwrite: bool, console: Console) -> TrainResult:
+    if not dist.is_main:
+        console = Console(quiet=True)
     run = RunDir(run_dir)
     cfg = recipe.train
 
-    # --- Device and run directory ---
-    dev = resolve_device(device)
+    # --- Device and run directory (rank 0 decides whether to resume, so a --fresh deletion cannot race) ---
     check_precision(cfg.precision, dev)
     configure_backends(dev)
-    resume_from = _choose_resume(run, fresh, overwrite)
-    run.create()
+    if dist.active and getattr(recipe.model, "augment", None) == "ada":
+        # ADA's controller counts D's signs per process; without an all-reduce of them each rank would steer its
+        # own p, at 1/world_size of the intended speed.
+        raise UserError("model.augment=ada is not supported with several ranks yet (its statistics are not "
+                        "synchronised); use model.augment=fixed with model.augment_p, or train on one GPU")
+    resume_from = _choose_resume(run, fresh, overwrite) if dist.is_main else None
+    if dist.is_main:
+        run.create()
+    resume_from = distributed.broadcast_object(dist, resume_from)
 
     # --- Model, EMA, optimizers (initialised from the seed; a resume then overwrites them) ---
     torch.manual_seed(recipe.run.seed)
     backend = build_backend(recipe)
     backend.networks.to(dev)
+    streams_per_rank = emulate_ranks
+    num_streams = dist.world_size * streams_per_rank
+    first_stream = dist.rank * streams_per_rank
     state = TrainState(
         backend=backend,
         ema=torch.nn.ModuleDict({name: make_ema(backend.networks[name]) for name in backend.ema_networks}),
         optimizers=backend.make_optimizers(),
         scaler=make_grad_scaler(dev, cfg.precision),
-        generator=torch.Generator(dev).manual_seed(recipe.run.seed),
+        generators=[torch.Generator(dev).manual_seed(recipe.run.seed + first_stream + i)
+                    for i in range(streams_per_rank)],
     )
     for opt in state.optimizers.values():
         for group in opt.param_groups:
             group.setdefault("base_lr", group["lr"])
-    if resume_from is not None:
+    if resume_from is not None:  # every rank loads the same checkpoint
         saved = load_checkpoint(resume_from, expected_model=recipe.model.name)
         _check_same_model(recipe, saved, resume_from)
-        state.load_state_dict(saved)
+        same_streams = state.load_state_dict(saved, first_stream, num_streams)
         console.print(f"Resuming {run.root} from step {state.step} ({resume_from.name})")
+        if not same_streams:
+            console.print("[yellow]The checkpoint was written with another number of ranks: the training noise "
+                          "restarts from its seeds (the run goes on, not bit-identical to an unbroken one)[/yellow]")
+    distributed.broadcast_module(dist, backend.networks)  # a guard: the ranks start from identical weights
 
-    # --- Data ---
+    # --- Data: rank r takes samples k = r (mod world_size) of the global stream ---
     dataset = build_dataset(recipe.data, seed=recipe.run.seed, clips=backend.training_clips())
     if dataset.skipped:
         console.print(f"[yellow]Skipped {summarize_skipped(dataset.skipped)}[/yellow]")
     micro_batches_per_step = cfg.grad_accum
-    videos_per_step = cfg.batch_size * cfg.grad_accum
-    loader = make_train_loader(dataset, batch_size=cfg.batch_size, seed=recipe.run.seed,
-                               start_sample=state.step * videos_per_step, workers=recipe.data.workers)
+    videos_per_step = cfg.batch_size * cfg.grad_accum * num_streams  # the global batch
+    loader = make_train_loader(dataset, batch_size=cfg.batch_size * streams_per_rank, seed=recipe.run.seed,
+                               start_sample=state.step * videos_per_step, workers=recipe.data.workers,
+                               pin_memory=dev.type == "cuda", rank=dist.rank, world_size=dist.world_size)
     batches = iter(loader)
 
-    run.config.write_text(recipe.to_yaml())
-    log = MetricsLog(run.metrics, resume_step=state.step if resume_from else None)
-    nets = backend.networks  # the modules the losses call (a DDP wrapper would go here)
-    console.print(f"Training {recipe.model.name} '{recipe.run.name}' on {dev} ({cfg.precision}), "
-                  f"{_count_params(backend):,} parameters, {len(dataset)} videos -> {run.root}")
+    log = None
+    if dist.is_main:
+        run.config.write_text(recipe.to_yaml())
+        log = MetricsLog(run.metrics, resume_step=state.step if resume_from else None)
+    # The losses call the plain networks: gradients are averaged over the ranks once per phase, after the last
+    # micro-batch (distributed.average_gradients), rather than by DDP wrappers, whose per-backward hooks do not
+    # fit phases that freeze a network (StyleGAN-V's D in G_main) or call a network's parts (its G_reg).
+    nets = backend.networks
+    ranks = f" x {num_streams} ranks" if num_streams > 1 else ""
+    console.print(f"Training {recipe.model.name} '{recipe.run.name}' on {dev}{ranks} ({cfg.precision}), "
+                  f"{_count_params(backend):,} parameters, {len(dataset)} videos, {videos_per_step} videos per "
+                  f"step -> {run.root}")
 
     last_checkpoint = latest_checkpoint(run.checkpoints)
     start_step = state.step
+    shards_per_step = micro_batches_per_step * streams_per_rank  # this rank's gradient is their mean
+    interrupted = False
     with _stop_on_signals() as stop, training_progress(console, total=cfg.max_steps, completed=state.step) as progress:
         timer = time.perf_counter()
-        while state.step < cfg.max_steps and not stop.requested:
+        while state.step < cfg.max_steps:
+            if distributed.any_rank(dist, stop.requested, dev):  # all ranks stop at the same step
+                interrupted = True
+                break
+
             # --- Fetch this step's micro-batches (uint8 -> model layout, on the device) ---
             micro_batches = [_to_device(next(batches), dev) for _ in range(micro_batches_per_step)]
 
-            # --- Phases: accumulate gradients over micro-batches, then one optimizer step each ---
+            # --- Phases: accumulate gradients over micro-batches (and emulated ranks' shards), average them
+            #     over the ranks, then one optimizer step each ---
             lr_scale = min(1.0, (state.step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
             logs: dict[str, float] = {}
             for phase in backend.phases():
                 if state.step % phase.every:
                     continue
                 opt = state.optimizers[phase.optimizer]
+                params = [p for group in opt.param_groups for p in group["params"]]
                 for group in opt.param_groups:
                     group["lr"] = group["base_lr"] * lr_scale
                 opt.zero_grad(set_to_none=True)
                 for batch in micro_batches:
-                    with autocast(dev, cfg.precision):
-                        loss, values = backend.loss(phase.name, batch, nets, state.generator)
-                    state.scaler.scale(loss / micro_batches_per_step).backward()
-                    for key, value in values.items():
-                        logs[key] = logs.get(key, 0.0) + value / micro_batches_per_step
+                    for shard, generator in zip(_shards(batch, streams_per_rank), state.generators):
+                        with autocast(dev, cfg.precision):
+                            loss, values = backend.loss(phase.name, shard, nets, generator)
+                        state.scaler.scale(loss / shards_per_step).backward()
+                        for key, value in values.items():
+                            logs[key] = logs.get(key, 0.0) + value / shards_per_step
+                distributed.average_gradients(dist, params)
                 state.scaler.unscale_(opt)
                 if cfg.grad_clip is not None:
-                    params = [p for group in opt.param_groups for p in group["params"]]
                     grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                     logs[f"grad_norm/{phase.name}"] = float(grad_norm)
                 state.scaler.step(opt)
@@ -181,9 +247,13 @@ def train(recipe: Recipe, run_dir: Path, device: str = "auto", fresh: bool = Fal
             for name in backend.ema_networks:
                 update_ema(state.ema[name], backend.networks[name], decay)
 
-            # --- Log, checkpoint, sample ---
-            progress.advance(logs.get("loss"))
-            if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
+            # --- Log, checkpoint, sample (rank 0; the others wait at the next collective) ---
+            is_log_step = state.step % cfg.log_every == 0 or state.step == cfg.max_steps
+            if is_log_step:
+                logs = distributed.mean_of_logs(dist, logs, dev)
+            if dist.is_main:
+                progress.advance(logs.get("loss"))
+            if is_log_step and dist.is_main:
                 elapsed = time.perf_counter() - timer
                 steps_done = cfg.log_every if state.step % cfg.log_every == 0 else state.step % cfg.log_every
                 record = {"step": state.step, **logs,
@@ -193,26 +263,39 @@ def train(recipe: Recipe, run_dir: Path, device: str = "auto", fresh: bool = Fal
                           "peak_mem_mb": memory_allocated_mb(dev)}
                 log.write(record)
                 progress.log_record(record)
+            if is_log_step:
                 timer = time.perf_counter()
             if state.step % cfg.checkpoint_every == 0:
-                last_checkpoint = _save(state, recipe, run, videos_per_step)
-            if cfg.sample_every and state.step % cfg.sample_every == 0:
+                last_checkpoint = _save(state, recipe, run, videos_per_step, dist)
+            if cfg.sample_every and state.step % cfg.sample_every == 0 and dist.is_main:
                 _write_training_samples(backend, state, recipe, run, dev)
             if cfg.eval_every and state.step % cfg.eval_every == 0:
-                label, score = _score_ema(backend, state, recipe, dev, console)
-                log.write({"step": state.step, f"eval/{cfg.eval_metric}": score})
-                console.print(f"step {state.step}  {label} {score:.4g}", highlight=False)
-                if state.best_score is None or score < state.best_score:
-                    state.best_score = score
-                    _save(state, recipe, run, videos_per_step, path=run.checkpoints / "best.pt")
+                best = False
+                if dist.is_main:
+                    label, score = _score_ema(backend, state, recipe, dev, console)
+                    log.write({"step": state.step, f"eval/{cfg.eval_metric}": score})
+                    console.print(f"step {state.step}  {label} {score:.4g}", highlight=False)
+                    if state.best_score is None or score < state.best_score:
+                        state.best_score, best = score, True
+                if distributed.broadcast_object(dist, best):  # saving gathers every rank's noise streams
+                    _save(state, recipe, run, videos_per_step, dist, path=run.checkpoints / "best.pt")
 
     if state.step > start_step or last_checkpoint is None:
         if last_checkpoint is None or _step_of(last_checkpoint) != state.step:
-            last_checkpoint = _save(state, recipe, run, videos_per_step)
-    if stop.requested:
+            last_checkpoint = _save(state, recipe, run, videos_per_step, dist)
+    distributed.barrier(dist)  # no rank leaves (and tears down the group) while rank 0 still writes
+    if interrupted:
         console.print(f"Interrupted: saved step {state.step} to {last_checkpoint}; run the same command "
                       "again to resume.")
-    return TrainResult(run.root, state.step, last_checkpoint, stop.requested)
+    return TrainResult(run.root, state.step, last_checkpoint, interrupted, dist.is_main)
+
+
+def _shards(batch: Batch, num: int) -> list[Batch]:
+    """The shards of `num` emulated ranks: shard r holds samples r, r + num, ... of the micro-batch, just as a
+    rank-sharded loader gives rank r samples k = r (mod world_size) of the global stream."""
+    if num == 1:
+        return [batch]
+    return [{key: value[r::num] for key, value in batch.items()} for r in range(num)]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -242,12 +325,18 @@ def _check_same_model(recipe: Recipe, saved: dict[str, Any], path: Path) -> None
                         "or another --out")
 
 
-def _save(state: TrainState, recipe: Recipe, run: RunDir, videos_per_step: int, path: Path | None = None) -> Path:
-    """Save a checkpoint (by default the step's, then prune old ones; `path`: a named one such as best.pt)."""
+def _save(state: TrainState, recipe: Recipe, run: RunDir, videos_per_step: int, dist: DistInfo,
+          path: Path | None = None) -> Path:
+    """Save a checkpoint (by default the step's, then prune old ones; `path`: a named one such as best.pt).
+    Every rank calls it (each contributes its noise streams); rank 0 writes."""
     named = path is not None
     path = path or checkpoint_path(run.checkpoints, state.step)
+    streams = [s for rank_streams in distributed.all_gather_objects(dist, [g.get_state() for g in state.generators])
+               for s in rank_streams]
+    if not dist.is_main:
+        return path
     try:
-        save_checkpoint(state.state_dict(recipe, samples_seen=state.step * videos_per_step), path)
+        save_checkpoint(state.state_dict(recipe, samples_seen=state.step * videos_per_step, streams=streams), path)
     except OSError as exc:
         raise UserError(f"could not write checkpoint {path}: {exc.strerror}; the previous checkpoint is kept") \
             from None

@@ -71,7 +71,8 @@ def train(
         settings.append(f"train.max_steps={max_steps}")
     resolved, run_dir = resolve_run(recipe, out_dir, settings)
     result = run_training(resolved, run_dir, device=device, fresh=fresh, overwrite=overwrite, console=err)
-    out.print(f"run: {result.run_dir}\ncheckpoint: {result.checkpoint} (step {result.step})", highlight=False)
+    if result.is_main:  # under torchrun, rank 0 speaks for the job
+        out.print(f"run: {result.run_dir}\ncheckpoint: {result.checkpoint} (step {result.step})", highlight=False)
     if result.interrupted:
         raise typer.Exit(130)
 
