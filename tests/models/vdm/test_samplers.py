@@ -68,6 +68,26 @@ def test_samples_a_gaussian_with_the_right_moments(name, steps, std_tol):
     assert abs(out.std().item() / STD - 1) < std_tol
 
 
+def test_ancestral_reaches_the_data_point_through_the_v_network():
+    # Data = one video x0: the optimal v-network is known in closed form, and x̂ from it is x0 at every step.
+    x0 = torch.rand(3, 4, 8, 8, dtype=torch.float64) * 1.8 - 0.9
+
+    def denoise(z, logsnr):
+        alpha, sigma = (diffusion.broadcast_to(c, z) for c in diffusion.alpha_sigma(logsnr))
+        v = diffusion.v_from_x_eps(x0, diffusion.eps_from_z_x(z, x0, alpha, sigma), alpha, sigma)
+        return diffusion.x_from_z_v(z, v, alpha, sigma)
+
+    out = run_sampler("ancestral", denoise, [0, 1], x0.shape, steps=16)
+    torch.testing.assert_close(out, x0.expand_as(out), rtol=0, atol=1e-6)
+
+
+def test_ancestral_with_many_steps_samples_a_gaussian_closely():
+    # With the exact denoiser the sampler is exact as steps -> infinity; few steps lose some variance.
+    out = run_sampler("ancestral", gaussian_denoiser(MEAN, STD), range(4), (1, 16, 32, 32), steps=256)
+    assert abs(out.mean().item() - MEAN) < 0.005
+    assert abs(out.std().item() / STD - 1) < 0.03
+
+
 def test_deterministic_samplers_converge_to_the_probability_flow_map_at_their_order():
     # For Gaussian data the probability-flow ODE maps z at λ = −20 (≈ pure noise n) to mean + std · n, up to
     # e^−10 terms. Doubling the steps halves DDIM's error (first order) and cuts Heun's at least fourfold.
