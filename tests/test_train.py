@@ -123,3 +123,18 @@ def test_metric_during_training_is_logged_and_keeps_the_best_checkpoint(tmp_path
     best = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)
     assert best["best_score"] == min(scores.values()) and scores[best["step"]] == best["best_score"]
     assert len(list((home / "stats").iterdir())) == 1, "the real side is computed once, then read from the cache"
+
+
+def test_compile_wraps_what_the_losses_call_and_checkpoints_keep_plain_modules(tmp_path, tiny_vdm, monkeypatch):
+    compiled = []
+
+    def fake_compile(module):  # torch.compile's own cost has no place in a unit test: record the call instead
+        compiled.append(module)
+        return torch.nn.Module.__call__.__get__(module)  # a callable wrapper sharing the parameters
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    recipe = load_recipe("vdm-tiny", [*tiny_vdm, "train.max_steps=2", "train.compile=true"])
+    result = train(recipe, tmp_path / "run", device="cpu", console=QUIET)
+    assert [type(m).__name__ for m in compiled] == ["UNet3D"]
+    state = torch.load(result.checkpoint, weights_only=True)
+    assert all(not key.startswith("_orig_mod") for key in state["networks"])

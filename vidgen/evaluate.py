@@ -118,6 +118,24 @@ class _Options:
 
 
 @dataclass(frozen=True)
+class RankShare:
+    """This process's part in scoring a generator over the ranks of a job (the training loop's metric): it
+    generates and featurises one contiguous block of the seeds, and the blocks' statistics are gathered and
+    merged in rank order, which is seed order."""
+
+    rank: int
+    world_size: int
+    gather: Callable[[Any], list[Any]]
+    """All-gather of a picklable value: [rank 0's, rank 1's, ...] on every rank."""
+
+    def block(self, seeds: Sequence[int]) -> list[int]:
+        """This rank's seeds: block `rank` of `world_size` near-equal contiguous blocks."""
+        start = len(seeds) * self.rank // self.world_size
+        stop = len(seeds) * (self.rank + 1) // self.world_size
+        return list(seeds[start:stop])
+
+
+@dataclass(frozen=True)
 class GeneratorSource:
     """A trained generator as FAKE, sampled on the fly (a run's EMA weights; the training loop's EMA)."""
 
@@ -126,6 +144,9 @@ class GeneratorSource:
     batch_size: int
     synthetic: SyntheticSpec
     """The run's synthetic dataset settings: what `--real synthetic` means next to this run."""
+    ranks: RankShare | None = None
+    """Set under several ranks: every rank generates its share of the videos (rank 0 runs evaluate(), the
+    others contribute_generated_statistics())."""
 
 
 def evaluate(real: str | Path, fake: str | Path | GeneratorSource, metrics: str | Sequence[str | Protocol], *, seed: int = 0,
@@ -175,15 +196,15 @@ def evaluate(real: str | Path, fake: str | Path | GeneratorSource, metrics: str 
         first, detector = group[0], detectors[group[0].detector]
         if fake_run is not None:
             count = first.num_videos
-            batches = generated_batches(lambda seeds, span=first.span: fake_run.sample(seeds, span),
-                                        list(range(seed, seed + count)), fake_run.batch_size, first.stride)
+            sinks = _generated_statistics(fake_run, group, detector, list(range(seed, seed + count)), dev,
+                                          opts.console)
         else:
             clips = fake_clips[first.clip_key]
             count = len(clips)
-            batches = clip_batches(clips, batch_size, workers, pin_memory=dev.type == "cuda")
-        sinks = {p.name: _make_sink(p, detector, count) for p in group}
-        with task_progress(opts.console, f"fake {'+'.join(p.name for p in group)}", count) as advance:
-            extract_features(batches, detector, dev, list(sinks.values()), advance)
+            sinks = {p.name: _make_sink(p, detector, count) for p in group}
+            with task_progress(opts.console, f"fake {'+'.join(p.name for p in group)}", count) as advance:
+                extract_features(clip_batches(clips, batch_size, workers, pin_memory=dev.type == "cuda"),
+                                 detector, dev, list(sinks.values()), advance)
         fake_stats.update(sinks)
         fake_counts.update({p.name: count for p in group})
 
@@ -203,6 +224,50 @@ def evaluate(real: str | Path, fake: str | Path | GeneratorSource, metrics: str 
         statsfile.save_stats(Path(save_stats), [real_stats[p.name] for p in protocols])
     return EvalResult(tuple(results), str(real), str(fake_path), seed, str(dev),
                       None if save_stats is None else str(save_stats))
+
+
+def contribute_generated_statistics(source: GeneratorSource, metrics: Sequence[str | Protocol], *, seed: int,
+                                    device: str | torch.device, detector_dir: Path | None = None,
+                                    console: Console | None = None) -> None:
+    """What a rank other than 0 does while rank 0 runs `evaluate(real, source, metrics, seed=seed)` with
+    source.ranks set: generate and featurise its block of the fake videos, group by group, and hand the
+    statistics to the gather."""
+    protocols = get_protocols(metrics)
+    dev = resolve_device(str(device))
+    detectors = {name: load_detector(name, dev, detector_dir)
+                 for name in dict.fromkeys(p.detector for p in protocols)}
+    for group in _groups(protocols):
+        first = group[0]
+        _generated_statistics(source, group, detectors[first.detector], list(range(seed, seed + first.num_videos)),
+                              dev, console or Console(quiet=True))
+
+
+def _generated_statistics(source: GeneratorSource, group: Sequence[Protocol], detector: Detector,
+                          seeds: Sequence[int], device: torch.device,
+                          console: Console) -> dict[str, MomentAccumulator | FeatureBank]:
+    """Per protocol of `group` (equal clips), the statistics of one generated video per seed. Under several
+    ranks, this rank does its block of the seeds and every rank's statistics are merged in rank order (Chan et
+    al.'s merge for moments, rows appended for kernels): the single-process result up to float64 rounding."""
+    first = group[0]
+    mine = source.ranks.block(seeds) if source.ranks is not None else list(seeds)
+    sinks = {p.name: _make_sink(p, detector, len(mine)) for p in group}
+    batches = generated_batches(lambda s: source.sample(s, first.span), mine, source.batch_size, first.stride)
+    with task_progress(console, f"fake {'+'.join(p.name for p in group)}", len(mine)) as advance:
+        extract_features(batches, detector, device, list(sinks.values()), advance)
+    if source.ranks is None:
+        return sinks
+    parts = source.ranks.gather(sinks)  # [{protocol name: sink} of rank 0, of rank 1, ...]
+    merged = {}
+    for protocol in group:
+        sink = _make_sink(protocol, detector, len(seeds))
+        for part in (rank_sinks[protocol.name] for rank_sinks in parts):
+            if isinstance(part, MomentAccumulator):
+                if part.count:  # a rank with no seeds (more ranks than videos) adds nothing
+                    sink.merge(part.count, part.mean, part.scatter)
+            else:
+                sink.update(part.features)
+        merged[protocol.name] = sink
+    return merged
 
 
 def _fake_folder_clips(folder: Path, groups: Sequence[Sequence[Protocol]], opts: _Options) -> dict[tuple, ClipDataset]:

@@ -20,6 +20,8 @@ from vidgen.models.registry import build_backend
 
 PREVIEW_VIDEOS = 64
 """The grid mp4 and the contact sheet show at most this many videos."""
+VIDEO_INPUTS = ("extend", "upsample")
+"""Sampling options whose value is a video file, read here and handed to the backend as a tensor."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ def sample(run_or_checkpoint: Path, out_dir: Path, num: int | None = None, frame
            **options: float | str) -> SampleResult:
     """Write `num` videos (video i from seed + i) as mp4 files, plus a grid mp4 and a contact sheet.
 
-    `options` are backend-specific sampling options (Backend.sample_options), e.g. StyleGAN-V's truncation."""
+    `options` are backend-specific sampling options (Backend.sample_options), e.g. StyleGAN-V's truncation;
+    those in VIDEO_INPUTS are paths of videos to condition on (diffusion: --extend, --upsample)."""
     from vidgen.core.io import make_grid, write_contact_sheet, write_mp4
 
     console = console or Console(stderr=True)
@@ -74,9 +77,15 @@ def sample(run_or_checkpoint: Path, out_dir: Path, num: int | None = None, frame
     recipe, backend, step = _load(checkpoint, dev)
     unsupported = sorted(set(options) - set(backend.sample_options))
     if unsupported:
-        flag = "--" + unsupported[0].replace("_", "-")
+        flag = {"label": "--class"}.get(unsupported[0], "--" + unsupported[0].replace("_", "-"))
         raise UserError(f"{flag} does not apply to a '{recipe.model.name}' model")
     ensure_writable_dir(out_dir)
+    backend_options: dict[str, object] = dict(options)
+    for name in VIDEO_INPUTS:
+        if name in options:
+            backend_options[name] = read_input_video(Path(str(options[name])), dev)
+    if "upsample" in backend_options:  # super-resolution keeps the input's length
+        frames = frames or backend_options["upsample"].shape[1]
     cfg = recipe.sample
     num = num or cfg.num
     frames = frames or cfg.frames or recipe.data.frames
@@ -91,7 +100,7 @@ def sample(run_or_checkpoint: Path, out_dir: Path, num: int | None = None, frame
         for start in range(0, num, batch_size):
             batch_seeds = seeds[start:start + batch_size]
             generated = backend.sample(backend.networks, batch_seeds, frames=frames, fps=fps, device=dev,
-                                       steps=steps, **options)
+                                       steps=steps, **backend_options)
             for video_seed, video in zip(batch_seeds, layout.to_uint8(generated.cpu()).numpy()):
                 path = out_dir / f"sample-{video_seed:06d}.mp4"
                 write_mp4(path, video, fps=fps)
@@ -106,3 +115,11 @@ def sample(run_or_checkpoint: Path, out_dir: Path, num: int | None = None, frame
     write_samples_manifest(out_dir, videos, checkpoint=str(checkpoint), step=step, model=recipe.model.name,
                            seeds=seeds, frames=frames, fps=fps, steps=steps, options=options)
     return SampleResult(videos, grid, sheet)
+
+
+def read_input_video(path: Path, device: torch.device) -> torch.Tensor:
+    """A whole video file as the model sees it: float (C, T, H, W) in [-1, 1]."""
+    from vidgen.core.io import read_video
+
+    frames = torch.from_numpy(read_video(path))  # (T, H, W, 3) uint8; a bad file is a one-line error
+    return layout.to_model(frames[None].to(device))[0]

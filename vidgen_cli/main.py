@@ -15,6 +15,7 @@ from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from vidgen import __version__
@@ -40,7 +41,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
-            err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted")
@@ -60,6 +61,8 @@ def train(
     max_steps: Annotated[Optional[int], typer.Option(help="Train up to this step (sets train.max_steps).")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming the run directory.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="With --fresh: discard the run directory's checkpoints.")] = False,
+    gpus: Annotated[Optional[int], typer.Option("--gpus", help="Train on N GPUs of this machine: relaunches this command under torchrun, one process per GPU (with --device cpu: N CPU processes). train.batch_size is per GPU.")] = None,
+    max_batch_search: Annotated[bool, typer.Option("--max-batch-search", help="Instead of training: find the largest train.batch_size whose step fits in GPU memory.")] = False,
 ) -> None:
     """Train a model. Run again on the same run directory to resume from its latest checkpoint."""
     from vidgen.train import resolve_run, train as run_training
@@ -69,12 +72,33 @@ def train(
         settings.append(f"train.precision={precision}")
     if max_steps is not None:
         settings.append(f"train.max_steps={max_steps}")
-    resolved, run_dir = resolve_run(recipe, out_dir, settings)
+    resolved, run_dir = resolve_run(recipe, out_dir, settings)  # a bad recipe fails here, once, not per rank
+    if max_batch_search:
+        _report_max_batch(resolved, device)
+        return
+    if gpus is not None:
+        from vidgen_cli.launch import check_gpus, exec_torchrun
+
+        check_gpus(gpus, device)
+        if gpus > 1:
+            exec_torchrun(gpus, [recipe, *(["--out", str(out_dir)] if out_dir else []),
+                                 *(arg for item in settings for arg in ("--set", item)), "--device", device,
+                                 *(["--fresh"] if fresh else []), *(["--overwrite"] if overwrite else [])])
     result = run_training(resolved, run_dir, device=device, fresh=fresh, overwrite=overwrite, console=err)
     if result.is_main:  # under torchrun, rank 0 speaks for the job
         out.print(f"run: {result.run_dir}\ncheckpoint: {result.checkpoint} (step {result.step})", highlight=False)
     if result.interrupted:
         raise typer.Exit(130)
+
+
+def _report_max_batch(recipe: Any, device: str) -> None:
+    from vidgen.batch_search import find_max_batch
+    from vidgen.core.device import resolve_device
+
+    result = find_max_batch(recipe, resolve_device(device))
+    tried = ", ".join(f"{size} {'fits' if fits else 'out of memory'}" for size, fits in result.tried.items())
+    out.print(f"largest batch that fits: {result.batch_size} (tried {tried}); "
+              f"train with --set train.batch_size={result.batch_size}", highlight=False)
 
 
 @app.command()
@@ -91,19 +115,31 @@ def sample(
     sampler: Annotated[Optional[str], typer.Option(help="Diffusion: ancestral (default), pc, ddim or heun.")] = None,
     time_offset: Annotated[Optional[float], typer.Option(help="StyleGAN-V: time of the first frame, in training frames.")] = None,
     truncation: Annotated[Optional[float], typer.Option(help="StyleGAN-V: truncation psi (1: none; lower: less variety, higher quality).")] = None,
+    label: Annotated[Optional[int], typer.Option("--class", help="Diffusion, class-conditional: the class of every video (default: video i gets class (seed + i) mod classes).")] = None,
+    guidance: Annotated[Optional[float], typer.Option(help="Diffusion: classifier-free guidance weight w (default: model.guidance).")] = None,
+    extend: Annotated[Optional[Path], typer.Option(help="Diffusion: continue this video to --frames frames (reconstruction guidance).")] = None,
+    upsample: Annotated[Optional[Path], typer.Option(help="Diffusion: generate this low-resolution video at the model's resolution.")] = None,
+    cond_method: Annotated[Optional[str], typer.Option(help="Diffusion, --extend: reconstruction (default) or replacement.")] = None,
+    cond_frames: Annotated[Optional[int], typer.Option(help="Diffusion, --extend: frames each window is conditioned on (default: half the training clip).")] = None,
+    guidance_recon: Annotated[Optional[float], typer.Option(help="Diffusion, --extend/--upsample: reconstruction guidance weight w_r (default: model.guidance_recon).")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Generate videos with a trained run's EMA weights."""
     from vidgen.sample import sample as run_sampling
 
     for name, value in (("--num", num), ("--frames", frames), ("--fps", fps), ("--batch-size", batch_size),
-                        ("--steps", steps)):
+                        ("--steps", steps), ("--cond-frames", cond_frames)):
         if value is not None and value <= 0:
             raise UserError(f"{name} must be > 0, got {value}")
-    if time_offset is not None and time_offset < 0:
-        raise UserError(f"--time-offset must be >= 0, got {time_offset}")
-    options = {name: value for name, value in (("time_offset", time_offset), ("truncation", truncation),
-                                               ("sampler", sampler)) if value is not None}
+    for name, value in (("--time-offset", time_offset), ("--guidance", guidance),
+                        ("--guidance-recon", guidance_recon)):
+        if value is not None and value < 0:
+            raise UserError(f"{name} must be >= 0, got {value}")
+    given = {"time_offset": time_offset, "truncation": truncation, "sampler": sampler, "label": label,
+             "guidance": guidance, "extend": extend, "upsample": upsample, "cond_method": cond_method,
+             "cond_frames": cond_frames, "guidance_recon": guidance_recon}
+    options = {name: str(value) if isinstance(value, Path) else value
+               for name, value in given.items() if value is not None}
     result = run_sampling(source, out_dir, num=num, frames=frames, fps=fps, seed=seed, batch_size=batch_size,
                           steps=steps, device=device, console=err, **options)
     for path in result.videos:
@@ -189,8 +225,10 @@ def data_info(path: Annotated[Path, typer.Argument(help="A dataset: video folder
 
 
 from vidgen_cli.metrics_cli import register as register_metrics  # noqa: E402  (needs user_errors above)
+from vidgen_cli.prepare_cli import register as register_prepare  # noqa: E402
 
 register_metrics(app, user_errors)
+register_prepare(data_app, user_errors)
 
 
 def _ffmpeg_version() -> str:

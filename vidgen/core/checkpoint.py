@@ -23,6 +23,8 @@ from vidgen.errors import UserError
 FORMAT = "vidgen-checkpoint"
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
+_TEMP = re.compile(r"^\..+\.pt\..*\.tmp$")
+"""Temporary files of save_checkpoint (".ckpt-00000200.pt.k3j9x.tmp", ".best.pt.k3j9x.tmp")."""
 
 
 def checkpoint_path(directory: Path, step: int) -> Path:
@@ -57,6 +59,17 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def remove_stale_temp_files(directory: Path) -> list[Path]:
+    """Delete what a save that died mid-write left behind (it never replaced a checkpoint: see save_checkpoint).
+    Call it only while no save is running, as a run starts; returns the files deleted."""
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if _TEMP.match(p.name) and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def prune_checkpoints(directory: Path, keep: int) -> None:

@@ -58,12 +58,27 @@ class DataConfig:
     """Synthetic only: length of each synthetic video in frames."""
     synthetic_max_shapes: int = 3
     """Synthetic only: each video shows 1..this many shapes."""
+    labels: bool = False
+    """Give every clip a class label (for class-conditional models): from `dataset.json` at the root of a
+    folder or zip ({"labels": [[video name, class], ...]}, the StyleGAN-V layout), else from the first
+    sub-folder name of each video under the root (sorted names -> 0, 1, ...); synthetic: the shape kind."""
+    image_frames: int = 0
+    """Joint image-video training (Ho et al. 2022 §3.1): append this many independent frames, each from a
+    random other video (or from image_source), to every clip; the model lets each attend only to itself."""
+    image_source: str | None = None
+    """A folder of still images (.png/.jpg, searched recursively) to draw the image_frames from instead of
+    the videos (null: frames of other videos)."""
 
     def __post_init__(self) -> None:
         _check_positive(self, "data", ("resolution", "frames", "frame_stride", "fps", "synthetic_videos",
                                        "synthetic_frames", "synthetic_max_shapes"))
         if self.workers < 0:
             raise ConfigError(f"data.workers must be >= 0, got {self.workers}")
+        if self.image_frames < 0:
+            raise ConfigError(f"data.image_frames must be >= 0, got {self.image_frames}")
+        if self.image_source is not None and not self.image_frames:
+            raise ConfigError("data.image_source is set but data.image_frames is 0; set data.image_frames to "
+                              "the number of image frames per clip")
 
 
 @dataclass(frozen=True)
@@ -90,6 +105,12 @@ class TrainConfig:
     weights follow the model quickly."""
     precision: Precision = "fp32"
     """fp32, bf16 (autocast) or fp16 (autocast + gradient scaling)."""
+    grad_checkpointing: bool = False
+    """Diffusion: recompute each U-Net block's activations in the backward pass instead of storing them
+    (much less activation memory for about a third more compute per step)."""
+    compile: bool = False
+    """Run the networks the losses call through torch.compile (the first steps are slow while it compiles;
+    checkpoints and EMA keep the plain modules)."""
     log_every: int = 10
     """Write a metrics.jsonl record every N steps."""
     checkpoint_every: int = 200
@@ -109,10 +130,15 @@ class TrainConfig:
     eval_videos: int | None = None
     """Score with this many videos per side instead of the protocol's count (labelled with the count);
     null: the protocol's."""
+    max_nonfinite_steps: int = 10
+    """A step whose loss is NaN or infinite on any rank is skipped (no optimizer step, no EMA update) and
+    counted in metrics.jsonl; this many skipped steps in a row stop the run with an error (fp16 steps whose
+    gradients overflow are the grad scaler's business and do not count)."""
 
     def __post_init__(self) -> None:
         _check_positive(self, "train", ("max_steps", "batch_size", "grad_accum", "lr", "ema_halflife_videos",
-                                        "log_every", "checkpoint_every", "keep_checkpoints", "eval_videos"))
+                                        "log_every", "checkpoint_every", "keep_checkpoints", "eval_videos",
+                                        "max_nonfinite_steps"))
         if self.eval_every:
             from vidgen.metrics.protocols import PROTOCOLS  # no torch
 

@@ -9,14 +9,19 @@ A dataset is a list of videos, each able to read any set of its frames. Sources:
 A training item is addressed by a key (video index, clip seed), so it is a pure function of its key; the
 sampler makes keys a pure function of (seed, sample number). Batches therefore do not depend on the number
 of workers, and a resumed run continues with exactly the samples it would have seen.
+
+Optionally an item carries a class label (data.labels) and, for joint image-video training, extra frames
+appended to the clip, each from another random video or from a folder of still images (data.image_frames).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import warnings
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,13 +36,16 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from vidgen.core.clips import ClipSampler, ContiguousClips
 from vidgen.core.config import DataConfig
 from vidgen.core.io import VideoInfo, VideoReadError, probe_video, read_image, read_video
-from vidgen.core.synthetic import render_video, video_seed
+from vidgen.core.shards import ShardVideo, check_resolution, is_shards_dir, load_shards
+from vidgen.core.synthetic import SHAPE_KINDS, make_scene, render_video, video_seed
 from vidgen.errors import UserError
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mov", ".mkv", ".gif")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 _SOURCE_HINT = ("give a folder of videos, a folder of frame folders (one folder of .png/.jpg per video), "
                 "a .zip of frame folders, or 'synthetic'")
+LABELS_FILE = "dataset.json"
+"""Class labels of a folder or zip: {"labels": [[video name relative to the root, class], ...]}."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -152,7 +160,12 @@ class ZipFrameFolder:
         return width, height
 
     def _image(self, member: str) -> np.ndarray:
-        return read_image(self.archive.read(member), name=f"{self.archive.path}/{member}")
+        name = f"{self.archive.path}/{member}"
+        try:
+            data = self.archive.read(member)
+        except (zipfile.BadZipFile, zlib.error) as exc:  # a damaged member (bad CRC, bad deflate): skip the video
+            raise VideoReadError(name, f"damaged zip member ({exc})") from None
+        return read_image(data, name=name)
 
 
 @dataclass(frozen=True)
@@ -185,6 +198,8 @@ def find_videos(source: str | Path) -> tuple[list[Video], list[tuple[str, str]]]
     path = Path(source).expanduser()
     if not path.exists():
         raise UserError(f"data source '{path}' does not exist; {_SOURCE_HINT}")
+    if is_shards_dir(path):  # written by `vidgen data prepare --format shards`
+        return list(load_shards(path)), []
     if path.is_file():
         if path.suffix.lower() != ".zip":
             raise UserError(f"data source '{path}' is a file, not a folder or .zip; {_SOURCE_HINT}")
@@ -252,34 +267,89 @@ class VideoDataset(Dataset):
     """Clips of resolution x resolution, addressed by (video index, clip seed)."""
 
     def __init__(self, videos: Sequence[Video], clips: ClipSampler, resolution: int,
-                 skipped: Sequence[tuple[str, str]] = ()) -> None:
+                 skipped: Sequence[tuple[str, str]] = (), labels: Sequence[int] | None = None,
+                 image_frames: ImageFrames | None = None) -> None:
         self.videos = list(videos)
         self.clips = clips
         self.resolution = resolution
         self.skipped = list(skipped)
         """(path, reason) of each video left out; build_dataset's caller reports them once."""
+        self.labels = None if labels is None else list(labels)
+        """Class of each video (data.labels), or None."""
+        self.image_frames = image_frames
+        """Where the frames appended for joint image-video training come from (data.image_frames), or None."""
 
     def __len__(self) -> int:
         return len(self.videos)
+
+    @property
+    def num_classes(self) -> int:
+        """1 + the largest label (0 without labels)."""
+        return 1 + max(self.labels) if self.labels else 0
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor | int]:
         index, clip_seed = key
         # A file that probed fine can still fail to decode (damage past its header). Rather than end a long
         # run, take the next video instead: a deterministic choice, so resumed runs see the same batches.
         for attempt in range(len(self.videos)):
-            video = self.videos[(index + attempt) % len(self.videos)]
+            used = (index + attempt) % len(self.videos)
+            video = self.videos[used]
             frames = self.clips.choose(video.num_frames, np.random.default_rng(clip_seed))
             try:
                 pixels = video.read(frames)
             except VideoReadError as exc:
                 warnings.warn(f"skipping a video that failed to decode: {exc}", stacklevel=2)
                 continue
-            return {
-                "video": resize_center_crop(pixels, self.resolution),  # (F, R, R, 3) uint8
+            clip = resize_center_crop(pixels, self.resolution)  # (F, R, R, 3) uint8
+            if self.image_frames is not None:  # (F + M, R, R, 3): M independent frames after the clip
+                images = self.image_frames.draw(np.random.default_rng([clip_seed, 1]), exclude=used)
+                clip = torch.cat([clip, images])
+            item: dict[str, torch.Tensor | int] = {
+                "video": clip,
                 "times": torch.from_numpy((frames - frames[0]).astype(np.float32)),  # (F,) in source frames
-                "index": (index + attempt) % len(self.videos),
+                "index": used,
             }
+            if self.labels is not None:
+                item["label"] = self.labels[used]
+            return item
         raise UserError(f"no video of the dataset could be decoded (the last: {video.name}); check the files")
+
+
+class ImageFrames:
+    """Single frames for joint image-video training (Ho et al. 2022 §3.1): from random other videos of the
+    dataset, or from a list of still images."""
+
+    def __init__(self, count: int, resolution: int, videos: Sequence[Video] = (),
+                 images: Sequence[Path] = ()) -> None:
+        if not videos and not images:
+            raise ValueError("ImageFrames needs videos or images")
+        self.count, self.resolution = count, resolution
+        self.videos, self.images = list(videos), list(images)
+
+    def draw(self, rng: np.random.Generator, exclude: int) -> torch.Tensor:
+        """`count` frames as uint8 [count, R, R, 3]; from videos, never from video `exclude` (the clip's own)
+        unless it is the only one."""
+        return torch.stack([self._one(rng, exclude) for _ in range(self.count)])
+
+    def _one(self, rng: np.random.Generator, exclude: int) -> torch.Tensor:
+        # Like a clip, a frame that fails to decode is replaced by another draw rather than ending the run.
+        for _ in range(max(len(self.images), len(self.videos))):
+            try:
+                pixels = self._read_random(rng, exclude)  # (1, H, W, 3)
+            except VideoReadError as exc:
+                warnings.warn(f"skipping an image frame that failed to decode: {exc}", stacklevel=2)
+                continue
+            return resize_center_crop(pixels, self.resolution)[0]
+        raise UserError("no image frame could be decoded from the dataset or data.image_source; check the files")
+
+    def _read_random(self, rng: np.random.Generator, exclude: int) -> np.ndarray:
+        if self.images:
+            return read_image(self.images[int(rng.integers(len(self.images)))])[None]
+        others = len(self.videos) - 1
+        index = int(rng.integers(others)) if others else 0
+        index += int(others > 0 and index >= exclude)  # skip the clip's own video
+        video = self.videos[index]
+        return video.read(np.array([rng.integers(video.num_frames)]))
 
 
 def resize_center_crop(frames: np.ndarray, resolution: int) -> torch.Tensor:
@@ -310,10 +380,13 @@ def build_dataset(cfg: DataConfig, seed: int, clips: ClipSampler | None = None) 
         if cfg.synthetic_frames < clips.span:
             raise UserError(f"data.synthetic_frames ({cfg.synthetic_frames}) is shorter than one clip of "
                             f"{clips.span} frames; raise data.synthetic_frames or {clips.too_short_hint}")
-        videos = [SyntheticVideo(video_seed(seed, i), cfg.synthetic_frames, cfg.fps, cfg.resolution,
-                                 cfg.synthetic_max_shapes) for i in range(cfg.synthetic_videos)]
-        return VideoDataset(videos, clips, cfg.resolution)
+        videos: list[Video] = [SyntheticVideo(video_seed(seed, i), cfg.synthetic_frames, cfg.fps, cfg.resolution,
+                                              cfg.synthetic_max_shapes) for i in range(cfg.synthetic_videos)]
+        labels = [synthetic_label(video) for video in videos] if cfg.labels else None
+        return VideoDataset(videos, clips, cfg.resolution, labels=labels,
+                            image_frames=_image_frames(cfg, videos))
 
+    check_resolution(cfg.source, cfg.resolution)  # a prepared dataset is at one resolution: no silent re-resize
     found, skipped = find_videos(cfg.source)
     usable = [video for video in found if video.num_frames >= clips.span]
     skipped += [(video.name, f"{video.num_frames} frames, shorter than one clip of {clips.span}")
@@ -321,7 +394,80 @@ def build_dataset(cfg: DataConfig, seed: int, clips: ClipSampler | None = None) 
     if not usable:
         raise UserError(f"no usable videos in '{cfg.source}' ({summarize_skipped(skipped)}); a clip needs "
                         f"{clips.span} frames: {clips.too_short_hint}, or fix the files")
-    return VideoDataset(usable, clips, cfg.resolution, skipped)
+    labels = read_labels(Path(cfg.source).expanduser(), usable) if cfg.labels else None
+    return VideoDataset(usable, clips, cfg.resolution, skipped, labels=labels,
+                        image_frames=_image_frames(cfg, usable))
+
+
+def _image_frames(cfg: DataConfig, videos: Sequence[Video]) -> ImageFrames | None:
+    if not cfg.image_frames:
+        return None
+    if cfg.image_source is None:
+        return ImageFrames(cfg.image_frames, cfg.resolution, videos=videos)
+    root = Path(cfg.image_source).expanduser()
+    if not root.is_dir():
+        raise UserError(f"data.image_source '{root}' is not a folder; give a folder of .png/.jpg images")
+    images = sorted(path for path in root.rglob("*") if path.suffix.lower() in IMAGE_EXTENSIONS
+                    and not path.name.startswith("."))
+    if not images:
+        raise UserError(f"data.image_source '{root}' holds no .png/.jpg images")
+    return ImageFrames(cfg.image_frames, cfg.resolution, images=images)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Class labels
+
+
+def synthetic_label(video: SyntheticVideo) -> int:
+    """The class of a synthetic video: the kind of its first shape (circle, square, triangle, ring)."""
+    return SHAPE_KINDS.index(make_scene(video.seed, video.max_shapes).shapes[0].kind)
+
+
+def read_labels(root: Path, videos: Sequence[Video]) -> list[int]:
+    """The class of each video: from dataset.json in the root (folder or zip) when there is one, else from
+    the first sub-folder of each video's path under the root (class names sorted -> 0, 1, ...)."""
+    names = [relative_name(root, video) for video in videos]
+    table = labels_file(root)
+    if table is not None:
+        missing = [name for name in names if name not in table]
+        if missing:
+            raise UserError(f"{root}/{LABELS_FILE} gives no label for {len(missing)} video(s), e.g. "
+                            f"'{missing[0]}'; list every video (its path relative to the root)")
+        return [table[name] for name in names]
+    if any("/" not in name for name in names):
+        flat = next(name for name in names if "/" not in name)
+        raise UserError(f"data.labels is true but '{root}' has no {LABELS_FILE} and '{flat}' is not in a class "
+                        f"sub-folder; add {LABELS_FILE} or put each video under a folder named after its class")
+    classes = sorted({name.split("/")[0] for name in names})
+    return [classes.index(name.split("/")[0]) for name in names]
+
+
+def relative_name(root: Path, video: Video) -> str:
+    """A video's name relative to its dataset's root, as dataset.json names it."""
+    if isinstance(video, ZipFrameFolder):
+        return video.folder
+    if isinstance(video, ShardVideo):
+        return video.relative_name
+    return Path(video.name).relative_to(root).as_posix()
+
+
+def labels_file(root: Path) -> dict[str, int] | None:
+    """The labels of dataset.json in a folder or zip, by video name; None when there is no such file."""
+    try:
+        if root.is_file():
+            with zipfile.ZipFile(root) as archive:
+                if LABELS_FILE not in archive.namelist():
+                    return None
+                text = archive.read(LABELS_FILE).decode()
+        elif (root / LABELS_FILE).is_file():
+            text = (root / LABELS_FILE).read_text()
+        else:
+            return None
+        entries = json.loads(text)["labels"]
+        return {str(name): int(label) for name, label in entries}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"cannot read the labels in {root}/{LABELS_FILE} ({exc}); it should hold "
+                        '{"labels": [["video name", class], ...]}') from None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -368,8 +514,9 @@ class TrainSampler(Sampler[tuple[int, int]]):
 
 def make_train_loader(dataset: VideoDataset, batch_size: int, seed: int, start_sample: int, workers: int,
                       pin_memory: bool = False, rank: int = 0, world_size: int = 1) -> DataLoader:
-    """Endless batches {"video": uint8 [B, F, R, R, 3], "times": float32 [B, F], "index": long [B]},
-    beginning at sample `start_sample`; identical for any number of workers."""
+    """Endless batches {"video": uint8 [B, F (+ M image frames), R, R, 3], "times": float32 [B, F],
+    "index": long [B], with data.labels "label": long [B]}, beginning at sample `start_sample`; identical for
+    any number of workers."""
     sampler = TrainSampler(len(dataset), seed, start_sample, rank, world_size)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       persistent_workers=workers > 0, pin_memory=pin_memory)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +22,9 @@ from vidgen.errors import UserError
 
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=30)
 """How long a rank waits in a collective before giving up. Long enough for rank 0 to write a checkpoint, a
-sample grid or run an evaluation while the other ranks wait at the next step; short enough that a rank whose
-peer died does not hang forever (torchrun normally stops the others at once when one rank fails)."""
+sample grid or compute the real statistics of an evaluation while the other ranks wait; short enough that a
+rank whose peer died does not hang forever. It is the last resort: when a worker dies, torchrun sends SIGTERM to
+the others and SIGKILL 30 s later, and gloo fails a collective as soon as a peer's connection drops."""
 
 
 @dataclass(frozen=True)
@@ -97,12 +99,14 @@ def process_group(info: DistInfo, device: torch.device) -> Iterator[DistInfo]:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Collectives: each is a no-op in a single-process run.
+# Collectives: each is a no-op in a single-process run. A collective that fails because a peer is gone is one
+# line (`_peers`), not a traceback per surviving rank.
 
 
 def barrier(info: DistInfo) -> None:
     if info.active:
-        torch_dist.barrier()
+        with _peers(info):
+            torch_dist.barrier()
 
 
 def broadcast_object(info: DistInfo, value: Any) -> Any:
@@ -110,7 +114,8 @@ def broadcast_object(info: DistInfo, value: Any) -> Any:
     if not info.active:
         return value
     box = [value]
-    torch_dist.broadcast_object_list(box, src=0)
+    with _peers(info):
+        torch_dist.broadcast_object_list(box, src=0)
     return box[0]
 
 
@@ -119,7 +124,8 @@ def all_gather_objects(info: DistInfo, value: Any) -> list[Any]:
     if not info.active:
         return [value]
     out: list[Any] = [None] * info.world_size
-    torch_dist.all_gather_object(out, value)
+    with _peers(info):
+        torch_dist.all_gather_object(out, value)
     return out
 
 
@@ -128,8 +134,19 @@ def any_rank(info: DistInfo, flag: bool, device: torch.device) -> bool:
     if not info.active:
         return flag
     value = torch.tensor([float(flag)], device=device)
-    torch_dist.all_reduce(value, op=torch_dist.ReduceOp.MAX)
+    with _peers(info):
+        torch_dist.all_reduce(value, op=torch_dist.ReduceOp.MAX)
     return bool(value.item())
+
+
+def sum_over_ranks(info: DistInfo, values: Sequence[float], device: torch.device) -> list[float]:
+    """Each value summed over the ranks, in float64 (exact for counts); one collective."""
+    if not info.active:
+        return [float(v) for v in values]
+    total = torch.tensor(list(values), dtype=torch.float64, device=device)
+    with _peers(info):
+        torch_dist.all_reduce(total)
+    return total.tolist()
 
 
 def mean_of_logs(info: DistInfo, logs: Mapping[str, float], device: torch.device) -> dict[str, float]:
@@ -137,9 +154,8 @@ def mean_of_logs(info: DistInfo, logs: Mapping[str, float], device: torch.device
     if not info.active or not logs:
         return dict(logs)
     keys = sorted(logs)
-    values = torch.tensor([logs[key] for key in keys], dtype=torch.float64, device=device)
-    torch_dist.all_reduce(values)
-    return dict(zip(keys, (values / info.world_size).tolist()))
+    totals = sum_over_ranks(info, [logs[key] for key in keys], device)
+    return {key: total / info.world_size for key, total in zip(keys, totals)}
 
 
 def average_gradients(info: DistInfo, params: list[torch.nn.Parameter]) -> None:
@@ -152,7 +168,8 @@ def average_gradients(info: DistInfo, params: list[torch.nn.Parameter]) -> None:
     if not grads:
         return
     flat = torch.cat([g.flatten() for g in grads])
-    torch_dist.all_reduce(flat)
+    with _peers(info):
+        torch_dist.all_reduce(flat)
     flat /= info.world_size
     for grad, chunk in zip(grads, flat.split([g.numel() for g in grads])):
         grad.copy_(chunk.view_as(grad))
@@ -162,5 +179,31 @@ def broadcast_module(info: DistInfo, module: torch.nn.Module) -> None:
     """Rank 0's parameters and buffers, on every rank (a guard: every rank builds them from the same seed)."""
     if not info.active:
         return
-    for tensor in [*module.parameters(), *module.buffers()]:
-        torch_dist.broadcast(tensor.data, src=0)
+    with _peers(info):
+        for tensor in [*module.parameters(), *module.buffers()]:
+            torch_dist.broadcast(tensor.data, src=0)
+
+
+_LOST_PEER = ("connection reset", "connection closed", "broken pipe", "timed out", "timeout")
+"""Phrases of gloo's errors (plain RuntimeErrors) when a peer's socket drops or a collective times out."""
+
+
+@contextlib.contextmanager
+def _peers(info: DistInfo) -> Iterator[None]:
+    """Turn the failure of a collective whose peer died (or whose network broke) into one line: the first failure,
+    the dead rank's, is what the user needs to read, and the remedy is always to resume. NCCL's errors and
+    timeouts are DistErrors; gloo's are RuntimeErrors recognised by their text. Anything else is a bug and keeps
+    its traceback."""
+    try:
+        yield
+    except RuntimeError as exc:
+        text = str(exc).strip()
+        if not isinstance(exc, torch_dist.DistError) and not any(p in text.lower() for p in _LOST_PEER):
+            raise
+        # gloo's first sentence, without its source location ("[/path/pair.cc:537] Read error ...: Connection
+        # reset by peer. This is typically caused by ..."), says what happened.
+        first = re.sub(r"^\[[^\]]*\]\s*", "", text.splitlines()[0]).split(". ")[0] if text else ""
+        reason = first[:200] or type(exc).__name__
+        raise UserError(f"rank {info.rank} lost contact with the other ranks ({reason}); another rank probably "
+                        "failed first (see its error above): run the same command again to resume from the last "
+                        "checkpoint") from None

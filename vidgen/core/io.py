@@ -150,7 +150,8 @@ def _seek_and_decode(container: av.container.InputContainer, stream: av.VideoStr
                      last: int | None, stride: int) -> list[np.ndarray] | None:
     """Seek to the keyframe at or before frame `start`, decode forward, and keep the wanted frames.
 
-    Returns None when the seek cannot be trusted (no rate or timestamps, or it landed after `start`).
+    Returns None when the seek cannot be trusted (no rate or timestamps, it landed after `start`, or consecutive
+    frames are not one frame apart at the stated rate: a variable frame rate, whose indices only counting gives).
     """
     rate = _frame_rate(stream)
     if rate is None or stream.time_base is None:
@@ -163,12 +164,14 @@ def _seek_and_decode(container: av.container.InputContainer, stream: av.VideoStr
     except av.FFmpegError:
         return None
     frames: list[np.ndarray] = []
-    for i, frame in enumerate(container.decode(stream)):
+    previous: int | None = None
+    for frame in container.decode(stream):
         if frame.pts is None:
             return None
         index = round((frame.pts - origin) * time_base * rate)
-        if i == 0 and index > start:
+        if index > start if previous is None else index != previous + 1:
             return None
+        previous = index
         if last is not None and index > last:
             break
         if index >= start and (index - start) % stride == 0:

@@ -74,8 +74,12 @@ class MetricsLog:
             path.write_text("".join(line + "\n" for line in kept))
 
     def write(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as exc:  # a full disk is the user's to fix, not a traceback
+            raise UserError(f"cannot append to {self.path}: {exc.strerror}; free some space or make the run "
+                            "directory writable, then run the same command again to resume") from None
 
 
 SAMPLES_MANIFEST = "samples.json"

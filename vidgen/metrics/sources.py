@@ -16,6 +16,7 @@ from pathlib import Path
 from vidgen.core.config import DataConfig, coerce
 from vidgen.core.data import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, SyntheticVideo, Video, find_videos, summarize_skipped
 from vidgen.core.run_dir import manifest_videos
+from vidgen.core.shards import META_NAME
 from vidgen.core.synthetic import video_seed
 from vidgen.errors import ConfigError, UserError
 
@@ -74,9 +75,9 @@ def parse_synthetic(text: str, defaults: SyntheticSpec) -> SyntheticSpec | None:
 
 
 def folder_fingerprint(path: Path) -> str:
-    """sha256 over the resolved root and the relative path, size and mtime of every video or image file
-    under it (a zip: the file itself). Cheap: nothing is opened; any added, removed, replaced or touched
-    file changes it."""
+    """sha256 over the resolved root and the relative path, size and mtime of every video, image or
+    prepared-dataset metadata file under it (a zip: the file itself). Cheap: nothing is opened; any added,
+    removed, replaced or touched file changes it."""
     root = Path(path).expanduser().resolve()
     digest = hashlib.sha256(str(root).encode())
     if root.is_file():
@@ -87,7 +88,8 @@ def folder_fingerprint(path: Path) -> str:
     for folder, dirs, files in os.walk(root, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # as vidgen.core.data indexes them
         for name in sorted(files):
-            if name.startswith(".") or not name.lower().endswith(extensions):
+            # A prepared shards folder changes with its metadata file (rewritten by every `data prepare`).
+            if name.startswith(".") or not (name.lower().endswith(extensions) or name == META_NAME):
                 continue
             file = Path(folder, name)
             stat = file.stat()

@@ -9,15 +9,18 @@ its optimizers' parameter groups, its losses, and its sampler. A GAN has several
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from vidgen.core.clips import ClipSampler, ContiguousClips
 from vidgen.core.config import Recipe
+
+if TYPE_CHECKING:
+    from vidgen.core.data import VideoDataset
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,21 @@ class Backend(ABC):
         data.frame_stride; a backend trained on sparse frames (StyleGAN-V) returns its own sampler."""
         data = self.recipe.data
         return ContiguousClips(data.frames, data.frame_stride)
+
+    def bind_loop(self, global_batch: int, sum_over_ranks: Callable[[list[float]], list[float]]) -> None:
+        """Called once by the shared loop with what only the job knows: the global batch (videos per optimizer
+        step over all micro-batches and ranks) and a function summing a list of numbers over the ranks."""
+        del global_batch, sum_over_ranks
+
+    def end_step(self, applied: bool) -> None:
+        """Called on every rank after each training step; `applied` is False when the step was skipped (a loss
+        that was not finite)."""
+        del applied
+
+    def check_dataset(self, dataset: VideoDataset) -> None:
+        """Cross-check the training data against the model (e.g. its labels against model.num_classes);
+        raise a UserError on a mismatch."""
+        del dataset
 
     def extra_state(self) -> dict[str, Any]:
         """Non-network state to checkpoint (e.g. an adaptive augmentation probability)."""

@@ -99,8 +99,13 @@ class AdaptiveAugment:
 
     def accumulate(self, real_logits: torch.Tensor) -> None:
         """Record D's logits on (augmented) real clips of one D step."""
-        self._sign_sum += float(real_logits.detach().sign().sum())
-        self._videos += real_logits.numel()
+        self.update(float(real_logits.detach().sign().sum()), real_logits.numel())
+
+    def update(self, sign_sum: float, videos: int) -> None:
+        """Record one D step by its sum of sign(D(real)) over `videos` real clips. Under several ranks the sums
+        cover every rank's clips (stylegan2-ada syncs these statistics too), so every rank moves p alike."""
+        self._sign_sum += sign_sum
+        self._videos += videos
         self._updates += 1
         if self._updates >= self.interval:
             r_t = self._sign_sum / max(self._videos, 1)  # the overfitting heuristic

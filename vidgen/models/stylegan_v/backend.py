@@ -8,7 +8,7 @@ kind of time pattern (by default the gaps of the batch's real clips) at fraction
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -83,11 +83,35 @@ class StyleGANVBackend(Backend):
             torch.manual_seed(recipe.run.seed)
             self.networks = nn.ModuleDict({"G": Generator(cfg, resolution), "D": Discriminator(cfg, resolution)})
         self.ema_networks = ("G",)
+        # One process's batch until the shared loop tells the global one (bind_loop).
         self.r1_gamma = cfg.resolved_r1_gamma(resolution, recipe.train.batch_size * recipe.train.grad_accum)
         self.augment_p = cfg.augment_p if cfg.augment != "none" else 0.0
         self.ada = (AdaptiveAugment(cfg.augment_p, cfg.ada_target, cfg.ada_interval, cfg.ada_speed_videos)
                     if cfg.augment == "ada" else None)
+        self._sum_over_ranks: Callable[[list[float]], list[float]] | None = None
+        self._ada_step = [0.0, 0.0]  # this step's sum of sign(D(real)) and count on this process, under the loop
         self.pl_mean = 0.0
+
+    # --- The shared loop's hooks (vidgen/train.py) ---
+
+    def bind_loop(self, global_batch: int, sum_over_ranks: Callable[[list[float]], list[float]]) -> None:
+        """Called once by the shared loop with what only the job knows: the global batch (videos per optimizer
+        step over every micro-batch and rank), which the automatic R1 gamma divides by, as stylegan2-ada's does,
+        so a recipe trains alike on any number of GPUs; and a sum over the ranks for ADA's statistics. From then
+        on a D step for ADA is a whole training step (end_step), not one loss() call."""
+        self.r1_gamma = self.cfg.resolved_r1_gamma(self.recipe.data.resolution, global_batch)
+        self._sum_over_ranks = sum_over_ranks
+
+    def end_step(self, applied: bool) -> None:
+        """Called by the shared loop on every rank after each training step. `applied` is False when the step was
+        skipped (a non-finite loss): its ADA statistics are dropped."""
+        pending, self._ada_step = self._ada_step, [0.0, 0.0]
+        if self.ada is None or not applied or self._sum_over_ranks is None:
+            return
+        sign_sum, videos = self._sum_over_ranks(pending)  # every rank: the same sums, the same p
+        if videos:
+            self.ada.update(sign_sum, int(videos))
+            self.augment_p = self.ada.p
 
     def training_clips(self) -> SparseClips:
         """Real clips: k frames at irregular integer times, first-to-last distance from model.clip_distances."""
@@ -144,8 +168,7 @@ class StyleGANVBackend(Backend):
             real_logits = D(self._augment(real, generator), real_times)
             loss = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
             if self.ada is not None:
-                self.ada.accumulate(real_logits)
-                self.augment_p = self.ada.p
+                self._record_ada(real_logits)
             accuracy = 0.5 * ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean())
             return loss, {"loss": loss.item(), "D/loss": loss.item(), "D/real_logit": real_logits.mean().item(),
                           "D/fake_logit": fake_logits.mean().item(), "D/accuracy": accuracy.item(),
@@ -160,6 +183,14 @@ class StyleGANVBackend(Backend):
             return loss, {"D/r1_penalty": penalty.mean().item()}
 
         raise ValueError(f"unknown phase '{phase}'")
+
+    def _record_ada(self, real_logits: torch.Tensor) -> None:
+        if self._sum_over_ranks is None:  # used on its own (tests, notebooks): each D_main call is a D step
+            self.ada.accumulate(real_logits)
+            self.augment_p = self.ada.p
+            return
+        self._ada_step[0] += float(real_logits.detach().sign().sum())
+        self._ada_step[1] += real_logits.numel()
 
     def _fake_times(self, real_times: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.cfg.fake_clip_times == "like_real":
@@ -191,7 +222,9 @@ class StyleGANVBackend(Backend):
         noise = noise / math.sqrt(video.shape[3] * video.shape[4])  # per-frame image-size normalisation
         (grads,) = torch.autograd.grad((video * noise).sum(), ws, create_graph=True)  # [B, num_ws, w_dim]
         lengths = grads.square().sum(dim=2).mean(dim=1).sqrt()  # [B]
-        self.pl_mean += PL_DECAY * (lengths.mean().item() - self.pl_mean)
+        mean_length = lengths.mean().item()
+        if math.isfinite(mean_length):  # a step skipped for a non-finite loss must not poison the running mean
+            self.pl_mean += PL_DECAY * (mean_length - self.pl_mean)
         penalty = (lengths - self.pl_mean).square().mean()
         return penalty * self.cfg.pl_weight * self.cfg.pl_every, {"G/pl_penalty": penalty.item()}
 

@@ -92,8 +92,9 @@ class StyleGANVConfig:
 
     # --- Losses and regularisation ---
     r1_gamma: float | None = None
-    """R1 weight gamma (null: the reference's heuristic 0.0002 x resolution^2 / batch, with batch = train.batch_size
-    x train.grad_accum on one device — set it explicitly for multi-GPU runs: 0.2048 at 256^2 with 64 videos)."""
+    """R1 weight gamma (null: the reference's heuristic 0.0002 x resolution^2 / batch, with batch the global batch
+    train.batch_size x train.grad_accum x ranks, so a recipe trains alike on any number of GPUs: 0.2048 at 256^2
+    with 64 videos)."""
     r1_every: int = 16
     """Lazy R1: every this many steps, weighted by the interval (StyleGAN2 Sec. 3.1)."""
     pl_weight: float = 0.0
@@ -190,6 +191,9 @@ class StyleGANVConfig:
         if res < 4 or res & (res - 1):
             raise ConfigError(f"data.resolution must be a power of two >= 4 for StyleGAN-V (4, 8, ..., 256, ...), "
                               f"got {res}")
+        if recipe.data.image_frames or recipe.data.labels or recipe.train.grad_checkpointing:
+            raise ConfigError("data.image_frames, data.labels and train.grad_checkpointing are for video "
+                              "diffusion models; for StyleGAN-V set them to 0 / false")
         k = self.num_frames_per_clip
         if recipe.data.frames != k:
             raise ConfigError(f"data.frames ({recipe.data.frames}) must equal model.num_frames_per_clip ({k}): "
