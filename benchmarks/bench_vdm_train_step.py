@@ -1,4 +1,5 @@
-"""Train-step time and peak memory: vidgen's VDM U-Net vs lucidrains/video-diffusion-pytorch 0.7.0.
+"""Train-step time and peak memory: vidgen's VDM U-Net vs lucidrains/video-diffusion-pytorch 0.7.0, and vidgen
+with gradient checkpointing (train.grad_checkpointing).
 
 One train step = forward + diffusion loss + backward + AdamW step, same frames, resolution and batch, at matched
 parameter counts (within 10%). Each implementation runs in its own subprocess so memory peaks do not mix:
@@ -62,7 +63,7 @@ PRESETS = {
                   head_channels=56),
 }
 
-IMPLEMENTATIONS = ("lucidrains", "vidgen")
+IMPLEMENTATIONS = ("lucidrains", "vidgen", "vidgen-checkpointed")
 GOAL_SPEEDUP = 1.5
 GOAL_MEMORY_RATIO = 0.8
 
@@ -99,7 +100,7 @@ def build_lucidrains(preset: Preset, args: argparse.Namespace, device: torch.dev
     return unet, optimizer, loss
 
 
-def build_vidgen(preset: Preset, args: argparse.Namespace, device: torch.device):
+def build_vidgen(preset: Preset, args: argparse.Namespace, device: torch.device, checkpointing: bool = False):
     from vidgen.core.config import DataConfig, Recipe, RunConfig, TrainConfig
     from vidgen.models.vdm.backend import VDMBackend
     from vidgen.models.vdm.config import VDMConfig
@@ -108,7 +109,7 @@ def build_vidgen(preset: Preset, args: argparse.Namespace, device: torch.device)
                       blocks_per_level=preset.blocks_per_level, attention_resolutions=preset.attention_resolutions,
                       head_channels=preset.head_channels)
     recipe = Recipe(run=RunConfig(name="bench"), data=DataConfig(resolution=args.resolution, frames=args.frames),
-                    model=model, train=TrainConfig(lr=1e-4))
+                    model=model, train=TrainConfig(lr=1e-4, grad_checkpointing=checkpointing))
     backend = VDMBackend(recipe)
     backend.networks.to(device)
     optimizer = backend.make_optimizers()["main"]
@@ -139,8 +140,10 @@ def measure(implementation: str, args: argparse.Namespace) -> dict:
     preset = PRESETS[args.preset]
     torch.manual_seed(0)
     rss_before = max_rss_bytes()
-    build = build_lucidrains if implementation == "lucidrains" else build_vidgen
-    network, optimizer, loss_fn = build(preset, args, device)
+    if implementation == "lucidrains":
+        network, optimizer, loss_fn = build_lucidrains(preset, args, device)
+    else:
+        network, optimizer, loss_fn = build_vidgen(preset, args, device, implementation == "vidgen-checkpointed")
 
     step_ms = []
     for step in range(args.warmup + args.steps):
@@ -187,13 +190,14 @@ def print_table(results: dict[str, dict], args: argparse.Namespace) -> None:
     print(f"  lucidrains: Unet3D(dim={preset.lucidrains_dim}, dim_mults={preset.lucidrains_mults}), linear "
           f"attention per frame at every level, full attention in the middle; L1 ε-loss")
     print(f"  vidgen:     channels={preset.channels}, channel_mults={preset.channel_mults}, blocks_per_level="
-          f"{preset.blocks_per_level}, attention_resolutions={preset.attention_resolutions} + middle; v-loss")
-    header = f"{'implementation':<16}{'params':>12}{'ms/step':>12}{'peak memory':>14}{'time ratio':>12}" \
+          f"{preset.blocks_per_level}, attention_resolutions={preset.attention_resolutions} + middle; v-loss; "
+          f"-checkpointed: activations recomputed per U-Net block in the backward pass")
+    header = f"{'implementation':<22}{'params':>12}{'ms/step':>12}{'peak memory':>14}{'time ratio':>12}" \
              f"{'memory ratio':>14}"
     print(header)
     print("-" * len(header))
     for name, r in results.items():
-        print(f"{name:<16}{r['params'] / 1e6:>11.2f}M{r['ms_per_step']:>12.1f}{r['peak_bytes'] / 2**20:>11.0f} MiB"
+        print(f"{name:<22}{r['params'] / 1e6:>11.2f}M{r['ms_per_step']:>12.1f}{r['peak_bytes'] / 2**20:>11.0f} MiB"
               f"{r['ms_per_step'] / base['ms_per_step']:>12.2f}{r['peak_bytes'] / base['peak_bytes']:>14.2f}")
     ours = results["vidgen"]
     speedup = base["ms_per_step"] / ours["ms_per_step"]
@@ -202,6 +206,9 @@ def print_table(results: dict[str, dict], args: argparse.Namespace) -> None:
     print(f"vidgen: {speedup:.2f}x faster per step at {memory:.2f}x peak memory, {params:.2f}x parameters "
           f"(goal: >= {GOAL_SPEEDUP}x faster at <= {GOAL_MEMORY_RATIO}x memory: "
           f"{'met' if speedup >= GOAL_SPEEDUP and memory <= GOAL_MEMORY_RATIO else 'NOT met'})")
+    checkpointed = results["vidgen-checkpointed"]
+    print(f"gradient checkpointing: {checkpointed['peak_bytes'] / ours['peak_bytes']:.2f}x vidgen's peak memory at "
+          f"{checkpointed['ms_per_step'] / ours['ms_per_step']:.2f}x its step time")
     if abs(params - 1) > 0.1:
         print(f"warning: parameter counts differ by more than 10% ({params:.2f}x)")
 

@@ -44,7 +44,8 @@ def test_frames_interact_only_through_temporal_attention(tiny_config, randomize_
         assert not torch.allclose(unet(z, logsnr)[:, :, 0], unet(changed, logsnr)[:, :, 0], atol=1e-4)
         # ... and with a diagonal mask (each frame attends only to itself) it does not.
         only_self = torch.eye(4, dtype=torch.bool)
-        torch.testing.assert_close(unet(z, logsnr, only_self)[:, :, 0], unet(changed, logsnr, only_self)[:, :, 0])
+        torch.testing.assert_close(unet(z, logsnr, frame_mask=only_self)[:, :, 0],
+                                   unet(changed, logsnr, frame_mask=only_self)[:, :, 0])
 
 
 def test_relative_position_bias_depends_only_on_distance():

@@ -40,6 +40,23 @@ class VDMConfig:
     sampler_gamma: float = 0.3
     """Ancestral sampler noise: the step variance is (posterior variance)^(1 - gamma) x (forward-step
     variance)^gamma (Ho et al. 2022 §2, after Nichol & Dhariwal 2021); 0 adds the least noise, 1 the most."""
+    # --- Conditioning and guidance (Ho et al. 2022 §3.1, §4.3) ---
+    num_classes: int = 0
+    """Class-conditional when > 0: a label embedding (plus one "no label" entry) is added to the log-SNR
+    embedding. Needs data.labels: true."""
+    label_dropout: float = 0.1
+    """Class-conditional only: probability of training on the "no label" entry instead of the label, which
+    gives the unconditional model that classifier-free guidance needs (Ho & Salimans 2021)."""
+    guidance: float = 0.0
+    """Classifier-free guidance weight w at sampling: x̂ = (1 + w) x̂(z, c) − w x̂(z) (paper eq. for ε̃, which
+    carries over to x̂ and v as they are affine in ε for a given z). 0: the conditional model alone."""
+    guidance_recon: float = 9.0
+    """Reconstruction guidance weight w_r for `vidgen sample --extend/--upsample` (paper eq. 7: 50 for BAIR,
+    9 for Kinetics)."""
+    long_videos: Literal["extend", "joint"] = "extend"
+    """Sampling more frames than a training clip: "extend" generates one clip, then extends it window by
+    window with reconstruction guidance (paper §3.1, §4.3.3); "joint" denoises all frames at once (the
+    temporal attention accepts any length, but quality falls beyond the training length)."""
 
     def __post_init__(self) -> None:
         for key in ("channels", "blocks_per_level", "head_channels", "norm_groups"):
@@ -53,6 +70,12 @@ class VDMConfig:
             raise ConfigError("model.logsnr_min must be smaller than model.logsnr_max")
         if not 0.0 <= self.sampler_gamma <= 1.0:
             raise ConfigError(f"model.sampler_gamma must lie in [0, 1], got {self.sampler_gamma}")
+        if self.num_classes < 0:
+            raise ConfigError(f"model.num_classes must be >= 0 (0: unconditional), got {self.num_classes}")
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise ConfigError(f"model.label_dropout must lie in [0, 1), got {self.label_dropout}")
+        if self.guidance < 0 or self.guidance_recon < 0:
+            raise ConfigError("model.guidance and model.guidance_recon must be >= 0")
 
     @property
     def downsample_factor(self) -> int:
@@ -65,3 +88,9 @@ class VDMConfig:
             raise ConfigError(
                 f"data.resolution {res} is not divisible by {self.downsample_factor}, the U-Net's downsampling "
                 f"(2^(len(model.channel_mults) - 1)); use a multiple of {self.downsample_factor}")
+        if self.num_classes and not recipe.data.labels:
+            raise ConfigError(f"model.num_classes is {self.num_classes} but data.labels is false; set "
+                              f"data.labels: true so that clips come with their class")
+        if recipe.data.labels and not self.num_classes:
+            raise ConfigError("data.labels is true but model.num_classes is 0; set model.num_classes to the "
+                              "number of classes, or data.labels: false")

@@ -10,9 +10,11 @@ makes a frame independent of the others, which joint image-video training needs 
 
 The network is conditioned on the log-SNR λ of its input: λ is rescaled to [0, 1], embedded with sinusoids
 and two dense+SiLU layers (as google-research/vdm does), and every residual block gets a scale and shift
-from that embedding.
+from that embedding. A class-conditional network adds a learned label embedding to it (paper §4: class and
+text conditioning enter through the same embedding), with one extra "no label" entry for classifier-free
+guidance.
 
-Shapes: videos are float (B, C, T, H, W); `logsnr` is float (B,).
+Shapes: videos are float (B, C, T, H, W); `logsnr` is float (B,); `label` is long (B,).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from vidgen.models.vdm.config import VDMConfig
 
@@ -259,6 +262,9 @@ class UNet3D(nn.Module):
     def __init__(self, config: VDMConfig, video_channels: int, resolution: int) -> None:
         super().__init__()
         self.downsample_factor = config.downsample_factor
+        self.grad_checkpointing = False
+        """Recompute each block's activations in the backward pass instead of keeping them (less memory,
+        about one more forward pass of compute); set from train.grad_checkpointing."""
         ch = config.channels
         emb_width = 4 * ch
         widths = [ch * m for m in config.channel_mults]
@@ -268,6 +274,9 @@ class UNet3D(nn.Module):
             return resolution // 2**level in config.attention_resolutions
 
         self.logsnr_embedding = LogSNREmbedding(ch, emb_width, config.logsnr_min, config.logsnr_max)
+        self.num_classes = config.num_classes
+        # Entry num_classes is "no label": the unconditional model of classifier-free guidance.
+        self.label_embedding = nn.Embedding(config.num_classes + 1, emb_width) if config.num_classes else None
         self.input_conv = spatial_conv(video_channels, ch)
 
         # Down path: every stage's output is kept as a skip connection for the up path.
@@ -300,27 +309,41 @@ class UNet3D(nn.Module):
         self.output_norm = FrameGroupNorm(largest_divisor(width, config.norm_groups), width)
         self.output_conv = zero_init(spatial_conv(width, video_channels))
 
-    def forward(self, z: torch.Tensor, logsnr: torch.Tensor,
+    def forward(self, z: torch.Tensor, logsnr: torch.Tensor, *, label: torch.Tensor | None = None,
                 frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """label: class per video (B,), `num_classes` meaning "no label"; None: no label for all (a
+        class-conditional network), ignored by an unconditional one. frame_mask: bool (T, T), True where
+        frame i may attend to frame j (None: all frames see each other)."""
         B, C, T, H, W = z.shape
         if H % self.downsample_factor or W % self.downsample_factor:
             raise ValueError(f"frame size {H}x{W} is not divisible by {self.downsample_factor}, the U-Net's "
                              f"downsampling factor; use a height and width that are multiples of it")
         emb = self.logsnr_embedding(logsnr)  # (B, 4·ch)
+        if self.label_embedding is not None:
+            if label is None:
+                label = torch.full((B,), self.num_classes, dtype=torch.long, device=z.device)
+            emb = emb + self.label_embedding(label)
 
         x = self.input_conv(z)  # (B, ch, T, H, W)
         skips = [x]
         for layer in self.down:
-            x = layer(x, emb, frame_mask) if isinstance(layer, UNetBlock) else layer(x)
+            x = self._block(layer, x, emb, frame_mask) if isinstance(layer, UNetBlock) else layer(x)
             skips.append(x)
 
         for layer in self.middle:
-            x = layer(x, emb, frame_mask)  # (B, C_max, T, H / f, W / f)
+            x = self._block(layer, x, emb, frame_mask)  # (B, C_max, T, H / f, W / f)
 
         for layer in self.up:
             if isinstance(layer, UNetBlock):
-                x = layer(torch.cat([x, skips.pop()], dim=1), emb, frame_mask)
+                x = self._block(layer, torch.cat([x, skips.pop()], dim=1), emb, frame_mask)
             else:
                 x = layer(x)
 
         return self.output_conv(F.silu(self.output_norm(x)))  # (B, C, T, H, W)
+
+    def _block(self, block: UNetBlock, x: torch.Tensor, emb: torch.Tensor,
+               frame_mask: torch.Tensor | None) -> torch.Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            # Non-reentrant checkpointing: works with autocast, keeps the RNG state so dropout replays.
+            return checkpoint(block, x, emb, frame_mask, use_reentrant=False)
+        return block(x, emb, frame_mask)
