@@ -138,3 +138,17 @@ def test_compile_wraps_what_the_losses_call_and_checkpoints_keep_plain_modules(t
     assert [type(m).__name__ for m in compiled] == ["UNet3D"]
     state = torch.load(result.checkpoint, weights_only=True)
     assert all(not key.startswith("_orig_mod") for key in state["networks"])
+
+
+def test_a_failing_torch_compile_is_one_line(tmp_path, tiny_vdm, monkeypatch):
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    from vidgen.errors import UserError
+
+    def broken(*args, **kwargs):  # what inductor raises when its C++ toolchain fails
+        raise BackendCompilerFailed(broken, RuntimeError("C++ compile error"), None)
+
+    monkeypatch.setattr(torch, "compile", lambda module: broken)
+    recipe = load_recipe("vdm-tiny", [*tiny_vdm, "train.max_steps=1", "train.compile=true"])
+    with pytest.raises(UserError, match=r"torch.compile failed .*--set train.compile=false"):
+        train(recipe, tmp_path / "run", device="cpu", console=QUIET)

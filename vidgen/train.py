@@ -304,6 +304,24 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
     return TrainResult(run.root, state.step, last_checkpoint, interrupted, dist.is_main)
 
 
+@contextlib.contextmanager
+def _compile_errors_explained(compiling: bool) -> Iterator[None]:
+    """torch.compile builds its kernels on the first calls; when its toolchain fails (e.g. the C++ compiler of
+    inductor on CPU), say so in one line instead of pages of compiler output."""
+    if not compiling:
+        yield
+        return
+    from torch._dynamo.exc import BackendCompilerFailed  # inductor's errors derive from it
+
+    try:
+        yield
+    except BackendCompilerFailed as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        reason = " ".join(lines[:2]) if lines[0].endswith("raised:") else lines[0]  # "backend=... raised:" + why
+        raise UserError(f"torch.compile failed ({reason}); train without it (--set train.compile=false) or fix "
+                        f"the compiler it uses") from None
+
+
 def _shards(batch: Batch, num: int) -> list[Batch]:
     """The shards of `num` emulated ranks: shard r holds samples r, r + num, ... of the micro-batch, just as a
     rank-sharded loader gives rank r samples k = r (mod world_size) of the global stream."""
@@ -344,12 +362,13 @@ def _run_phase(phase: Phase, micro_batches: list[Batch], state: TrainState, loop
     # fit phases that freeze a network (StyleGAN-V's D in G_main) or call a network's parts (its G_reg).
     for batch in micro_batches:
         for shard, generator in zip(_shards(batch, loop.streams_per_rank), state.generators):
-            with autocast(loop.device, loop.cfg.precision):
-                loss, values = state.backend.loss(phase.name, shard, loop.networks, generator)
-            if torch.isfinite(loss):
-                state.scaler.scale(loss / loop.shards_per_step).backward()
-            else:
-                finite = False  # its gradient would be no better; the phase is skipped below
+            with _compile_errors_explained(loop.cfg.compile):
+                with autocast(loop.device, loop.cfg.precision):
+                    loss, values = state.backend.loss(phase.name, shard, loop.networks, generator)
+                if torch.isfinite(loss):
+                    state.scaler.scale(loss / loop.shards_per_step).backward()
+                else:
+                    finite = False  # its gradient would be no better; the phase is skipped below
             for key, value in values.items():
                 logs[key] = logs.get(key, 0.0) + value / loop.shards_per_step
     if distributed.any_rank(loop.dist, not finite, loop.device):
