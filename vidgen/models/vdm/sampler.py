@@ -31,6 +31,8 @@ from vidgen.models.vdm.diffusion import alpha_sigma
 
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """denoise_fn(z (B, ...), λ (B,)) -> x̂ (B, ...)."""
+HEUN_SIGMA_MAX = 80.0
+"""The highest noise level the Heun sampler starts from (EDM's σ_max; σ = e^(−λ/2), so λ ≥ −8.76)."""
 
 
 def per_video_noise(generators: Sequence[torch.Generator], shape: Sequence[int], device: torch.device,
@@ -175,6 +177,10 @@ def heun_sample(denoise_fn: DenoiseFn, noise: torch.Tensor, logsnrs: torch.Tenso
     an Euler step to σ = 0. 2·steps − 1 evaluations of denoise_fn. `generators` is unused: no noise."""
     _check_inputs(noise, logsnrs, generators)
     predict_clean = _clipped(denoise_fn, noise.shape[0])
+    # EDM starts at σ_max = 80: from the schedule's σ_0 = e^10 (λ = −20) the first step would jump by a factor
+    # of ~2000 in σ, where Heun's correction term, (σ_1 − σ_0)/2 · (D_0 − D_1)/σ_1, amplifies any disagreement
+    # between the two denoiser calls a thousandfold. The starting latent is pure noise at either level (α < 0.013).
+    logsnrs = logsnrs.clamp(min=-2.0 * math.log(HEUN_SIGMA_MAX))
     alphas, _ = alpha_sigma(logsnrs)
     sigmas = torch.exp(-0.5 * logsnrs)  # σ_i = e^(−λ_i/2), decreasing; σ_N, for the data, is taken as 0
     last = len(logsnrs) - 2  # index of the last σ > 0
