@@ -12,6 +12,7 @@ import pytest
 # A vdm-tiny variant small enough for tests: same code paths, a fraction of the width.
 TINY_VDM = [
     "model.channels=8", "model.channel_mults=[1,2]", "model.attention_resolutions=[8]",
+    "model.temporal_attention_resolutions=[8]",
     "model.head_channels=8", "model.norm_groups=4", "data.resolution=16", "data.frames=4",
     "data.synthetic_videos=64", "data.workers=0", "train.batch_size=2", "train.warmup_steps=0",
     "train.log_every=1", "sample.steps=4", "sample.num=2",

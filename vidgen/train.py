@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import math
 import signal
 import time
 from collections.abc import Iterator, Mapping
@@ -228,7 +229,7 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
 
             # --- Phases, each one optimizer step (_run_phase). The first phase whose loss is not finite on some
             #     rank ends the step on every rank: no step for it or the later phases, no EMA update ---
-            lr_scale = min(1.0, (state.step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+            lr_scale = lr_factor(cfg, state.step)
             logs: dict[str, float] = {}
             applied, stepped = True, False
             for phase in backend.phases():
@@ -344,6 +345,17 @@ class _Loop:
     networks: Mapping[str, nn.Module]
     """What the losses call: the backend's networks, or their torch.compile wrappers (which share the
     parameters; state dicts are always taken from the plain modules)."""
+
+
+def lr_factor(cfg: TrainConfig, step: int) -> float:
+    """The learning rate of optimizer step `step` (0-based) as a fraction of train.lr: linear warm-up over
+    warmup_steps, then constant or a cosine decay that reaches 0 at max_steps."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.lr_decay == "cosine":
+        progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return 1.0
 
 
 def _run_phase(phase: Phase, micro_batches: list[Batch], state: TrainState, loop: _Loop, lr_scale: float,

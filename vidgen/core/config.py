@@ -24,6 +24,7 @@ from vidgen.errors import ConfigError
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 
 Precision = Literal["fp32", "bf16", "fp16"]
+LRDecay = Literal["none", "cosine"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 0
     """Linear learning-rate warm-up from 0 over this many steps."""
+    lr_decay: LRDecay = "none"
+    """After warm-up: "none" keeps lr; "cosine" decays it to 0 at max_steps (a run resumed with a larger
+    max_steps continues on the stretched curve)."""
     grad_clip: float | None = 1.0
     """Clip the global gradient norm to this value; null disables."""
     ema_halflife_videos: float = 10_000.0

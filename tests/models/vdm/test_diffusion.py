@@ -87,3 +87,26 @@ def test_loss_noise_comes_from_the_generator():
     losses = [diffusion.diffusion_loss(network, x, torch.Generator().manual_seed(seed), prediction="v",
                                        logsnr_min=-20.0, logsnr_max=20.0).item() for seed in (1, 1, 2)]
     assert losses[0] == losses[1] != losses[2]
+
+
+@pytest.mark.parametrize("prediction", ["v", "eps"])
+def test_min_snr_loss_weights_the_data_error_by_min_snr_gamma(prediction):
+    # Whatever the network predicts, its x̂ error enters with weight min(SNR, γ), for either target: recompute the
+    # draws, turn the output into x̂ and weight ‖x − x̂‖² in float64, independently of the loss's own algebra.
+    x = torch.rand(64, 3, 2, 4, 4, dtype=torch.float64) * 2 - 1
+    network = lambda z, logsnr: 0.3 * z + 0.1  # noqa: E731 - an arbitrary imperfect prediction
+    loss = diffusion.diffusion_loss(network, x, torch.Generator().manual_seed(0), prediction=prediction,
+                                    logsnr_min=-10.0, logsnr_max=10.0, min_snr_gamma=5.0)
+
+    generator = torch.Generator().manual_seed(0)
+    t = torch.rand(64, generator=generator).double()  # drawn in float32, as the loss draws it
+    eps = torch.randn(x.shape, generator=generator, dtype=torch.float64)
+    expected = 0.0
+    for i in range(64):
+        logsnr = cosine_logsnr_closed_form(t[i].item(), -10.0, 10.0)
+        alpha, sigma = math.sqrt(1 / (1 + math.exp(-logsnr))), math.sqrt(1 / (1 + math.exp(logsnr)))
+        z = alpha * x[i] + sigma * eps[i]
+        out = 0.3 * z + 0.1
+        x_hat = alpha * z - sigma * out if prediction == "v" else (z - sigma * out) / alpha
+        expected += min(math.exp(logsnr), 5.0) * (x[i] - x_hat).square().mean().item() / 64
+    assert loss.item() == pytest.approx(expected, rel=1e-5)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -74,3 +76,13 @@ def test_temporal_attention_accepts_long_videos(randomize_weights):
     attention = randomize_weights(TemporalAttention(channels=8, heads=2, groups=4))
     out = attention(torch.randn(1, 8, 64, 2, 2))
     assert out.shape == (1, 8, 64, 2, 2) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("temporal_resolutions, expected", [(None, [8]), ((16, 8), [16, 8]), ((16,), [16])])
+def test_temporal_attention_resolutions_place_temporal_attention(tiny_config, temporal_resolutions, expected):
+    config = dataclasses.replace(tiny_config, temporal_attention_resolutions=temporal_resolutions)
+    unet = UNet3D(config, video_channels=3, resolution=16)
+    sizes = {16: unet.down[0], 8: unet.down[2]}  # the first block at each level (16 px, then 8 px after Downsample)
+    assert [size for size, block in sizes.items() if block.temporal_attention is not None] == expected
+    assert [size for size, block in sizes.items() if block.spatial_attention is not None] == [8]  # unchanged
+    assert unet.middle[0].temporal_attention is not None

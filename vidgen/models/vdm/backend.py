@@ -78,7 +78,8 @@ class VDMBackend(Backend):
 
         # The loss covers every frame, image frames included (paper §3.1).
         loss = diffusion.diffusion_loss(network, video, generator, prediction=self.config.prediction,
-                                        logsnr_min=self.config.logsnr_min, logsnr_max=self.config.logsnr_max)
+                                        logsnr_min=self.config.logsnr_min, logsnr_max=self.config.logsnr_max,
+                                        min_snr_gamma=self.config.min_snr_gamma)
         return loss, {"loss": loss.item()}
 
     def _drop_labels(self, label: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -29,6 +29,9 @@ class VDMConfig:
     """Dropout inside residual blocks (the paper: 0.1)."""
     temporal_attention: bool = True
     """Temporal self-attention after each spatial attention (false: an image model applied per frame)."""
+    temporal_attention_resolutions: tuple[int, ...] | None = None
+    """Spatial sizes at which blocks get temporal attention (null: attention_resolutions, the paper's pairing).
+    Attention over the T frames of a pixel costs T² per pixel, affordable where spatial attention is not."""
     norm_groups: int = 32
     """GroupNorm groups (reduced to a divisor of the width for tiny models)."""
     # --- Gaussian diffusion (continuous time) ---
@@ -37,6 +40,11 @@ class VDMConfig:
     logsnr_min: float = -20.0
     """Cosine log-SNR schedule lambda(t) = -2 log tan(pi t / 2), clipped to [logsnr_min, logsnr_max]."""
     logsnr_max: float = 20.0
+    min_snr_gamma: float | None = None
+    """Min-SNR-γ loss weighting (Hang et al. 2023; 5 in that paper): weight the error of each training video
+    by min(SNR, γ) in terms of ‖x − x̂‖², so that nearly clean videos stop dominating the gradient (the paper
+    reports several-fold faster convergence; the noisiest levels get weight SNR, far below the v loss's 1).
+    null: the paper's unweighted loss on the prediction target."""
     sampler_gamma: float = 0.3
     """Ancestral sampler noise: the step variance is (posterior variance)^(1 - gamma) x (forward-step
     variance)^gamma (Ho et al. 2022 §2, after Nichol & Dhariwal 2021); 0 adds the least noise, 1 the most."""
@@ -68,6 +76,8 @@ class VDMConfig:
             raise ConfigError(f"model.dropout must lie in [0, 1), got {self.dropout}")
         if not self.logsnr_min < self.logsnr_max:
             raise ConfigError("model.logsnr_min must be smaller than model.logsnr_max")
+        if self.min_snr_gamma is not None and self.min_snr_gamma <= 0:
+            raise ConfigError(f"model.min_snr_gamma must be > 0 (null: no weighting), got {self.min_snr_gamma}")
         if not 0.0 <= self.sampler_gamma <= 1.0:
             raise ConfigError(f"model.sampler_gamma must lie in [0, 1], got {self.sampler_gamma}")
         if self.num_classes < 0:

@@ -92,14 +92,24 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def diffusion_loss(network: Denoiser, x: torch.Tensor, generator: torch.Generator, *, prediction: Prediction,
-                   logsnr_min: float, logsnr_max: float) -> torch.Tensor:
+                   logsnr_min: float, logsnr_max: float, min_snr_gamma: float | None = None) -> torch.Tensor:
     """The "simple" loss of DDPM (Ho et al. 2020, eq. 14) in continuous time: t ~ U(0, 1) per video,
     ε ~ N(0, I), z_t = α_t x + σ_t ε; mean squared error between the network output and its target
-    (v = α ε − σ x, or ε). All randomness is drawn from `generator`."""
+    (v = α ε − σ x, or ε). All randomness is drawn from `generator`.
+
+    min_snr_gamma: weight each video's error so that its weight on ‖x − x̂‖² is min(SNR, γ) (Min-SNR-γ,
+    Hang et al. 2023): the v loss alone weights it by SNR + 1, so nearly clean videos, whose denoising is
+    easy, dominate the gradient."""
     t = torch.rand(x.shape[0], generator=generator, device=x.device)  # (B,)
     eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)  # (B, C, T, H, W)
     logsnr = logsnr_schedule_cosine(t, logsnr_min, logsnr_max)  # (B,)
     alpha, sigma = (broadcast_to(c, x) for c in alpha_sigma(logsnr))
     z = diffuse(x, eps, alpha, sigma)
     target = v_from_x_eps(x, eps, alpha, sigma) if prediction == "v" else eps
-    return F.mse_loss(network(z, logsnr).float(), target.float())
+    if min_snr_gamma is None:
+        return F.mse_loss(network(z, logsnr).float(), target.float())
+    error = (network(z, logsnr).float() - target.float()).square().flatten(1).mean(dim=1)  # (B,)
+    snr = logsnr.float().exp()
+    # ‖v − v̂‖² = (SNR + 1) ‖x − x̂‖² and ‖ε − ε̂‖² = SNR ‖x − x̂‖²: divide that factor out, weight by min(SNR, γ).
+    weight = snr.clamp(max=min_snr_gamma) / (snr + 1 if prediction == "v" else snr)
+    return (weight * error).mean()

@@ -203,18 +203,17 @@ class TemporalAttention(nn.Module):
 
 
 class UNetBlock(nn.Module):
-    """One U-Net stage at one resolution: a ResBlock, then (at attention resolutions) spatial attention and
-    temporal attention."""
+    """One U-Net stage at one resolution: a ResBlock, then spatial attention and temporal attention where the
+    config asks for them at this resolution."""
 
     def __init__(self, in_channels: int, out_channels: int, emb_width: int, config: VDMConfig,
-                 attention: bool) -> None:
+                 spatial_attention: bool, temporal_attention: bool) -> None:
         super().__init__()
         heads = largest_divisor(out_channels, out_channels // config.head_channels)
         groups = config.norm_groups
         self.res = ResBlock(in_channels, out_channels, emb_width, config.dropout, groups)
-        self.spatial_attention = SpatialAttention(out_channels, heads, groups) if attention else None
-        use_temporal = attention and config.temporal_attention
-        self.temporal_attention = TemporalAttention(out_channels, heads, groups) if use_temporal else None
+        self.spatial_attention = SpatialAttention(out_channels, heads, groups) if spatial_attention else None
+        self.temporal_attention = TemporalAttention(out_channels, heads, groups) if temporal_attention else None
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, frame_mask: torch.Tensor | None) -> torch.Tensor:
         x = self.res(x, emb)
@@ -270,8 +269,14 @@ class UNet3D(nn.Module):
         widths = [ch * m for m in config.channel_mults]
         levels = len(widths)
 
-        def attends(level: int) -> bool:
-            return resolution // 2**level in config.attention_resolutions
+        temporal_resolutions = config.temporal_attention_resolutions
+        if temporal_resolutions is None:
+            temporal_resolutions = config.attention_resolutions
+
+        def attends(level: int) -> tuple[bool, bool]:
+            """(spatial, temporal) attention at this level; no temporal attention at all if switched off."""
+            size = resolution // 2**level
+            return size in config.attention_resolutions, config.temporal_attention and size in temporal_resolutions
 
         self.logsnr_embedding = LogSNREmbedding(ch, emb_width, config.logsnr_min, config.logsnr_max)
         self.num_classes = config.num_classes
@@ -285,7 +290,7 @@ class UNet3D(nn.Module):
         width = ch
         for level, level_width in enumerate(widths):
             for _ in range(config.blocks_per_level):
-                self.down.append(UNetBlock(width, level_width, emb_width, config, attends(level)))
+                self.down.append(UNetBlock(width, level_width, emb_width, config, *attends(level)))
                 width = level_width
                 skip_widths.append(width)
             if level < levels - 1:
@@ -293,15 +298,15 @@ class UNet3D(nn.Module):
                 skip_widths.append(width)
 
         # Middle, at the lowest resolution: ResBlock, attention, ResBlock (always with attention, as in DDPM).
-        self.middle = nn.ModuleList([UNetBlock(width, width, emb_width, config, attention=True),
-                                     UNetBlock(width, width, emb_width, config, attention=False)])
+        self.middle = nn.ModuleList([UNetBlock(width, width, emb_width, config, True, config.temporal_attention),
+                                     UNetBlock(width, width, emb_width, config, False, False)])
 
         # Up path: each block consumes one skip (concatenated on channels).
         self.up = nn.ModuleList()
         for level in reversed(range(levels)):
             for _ in range(config.blocks_per_level + 1):
                 self.up.append(UNetBlock(width + skip_widths.pop(), widths[level], emb_width, config,
-                                         attends(level)))
+                                         *attends(level)))
                 width = widths[level]
             if level > 0:
                 self.up.append(Upsample(width))
