@@ -298,8 +298,10 @@ class UNet3D(nn.Module):
                 skip_widths.append(width)
 
         # Middle, at the lowest resolution: ResBlock, attention, ResBlock (always with attention, as in DDPM).
-        self.middle = nn.ModuleList([UNetBlock(width, width, emb_width, config, True, config.temporal_attention),
-                                     UNetBlock(width, width, emb_width, config, False, False)])
+        self.middle = nn.ModuleList([
+            UNetBlock(width, width, emb_width, config, spatial_attention=True,
+                      temporal_attention=config.temporal_attention),
+            UNetBlock(width, width, emb_width, config, spatial_attention=False, temporal_attention=False)])
 
         # Up path: each block consumes one skip (concatenated on channels).
         self.up = nn.ModuleList()
