@@ -4,6 +4,8 @@ lucidrains/video-diffusion-pytorch 0.7.0's sampler at an equal network size.
 (a) Quality per step. A trained run (vdm-tiny by default: trained here first if --run does not exist) samples
     the same seeds with each sampler; FVD (real I3D, fvd2048_16f's clips with --videos per side) against the
     run's own synthetic data. Goal: DDIM-50 within 10% of ancestral-256 at 5x fewer network evaluations.
+    Beside FVD, the mean change between consecutive frames of the samples against that of real clips: frames
+    that each show another scene (flicker) read far above the real value, which FVD alone does not make plain.
 (b) Training memory with and without gradient checkpointing: see bench_vdm_train_step.py (vidgen-checkpointed).
 (c) Speed. Videos per second of one batch of --speed-batch videos, both implementations at the parameter
     count of bench_vdm_train_step.py's preset: lucidrains' ancestral sampler over its discrete schedule
@@ -47,6 +49,22 @@ def network_evaluations(sampler: str, steps: int) -> int:
 # (a) Quality per step
 
 
+def mean_frame_change(videos: torch.Tensor) -> float:
+    """Mean |frame t+1 − frame t| of videos (N, C, T, H, W) in [-1, 1]."""
+    return (videos[:, :, 1:] - videos[:, :, :-1]).abs().mean().item()
+
+
+def real_frame_change(recipe, frames: int, count: int) -> float:
+    """mean_frame_change of `count` training clips of `frames` frames, as the data loader cuts them."""
+    from vidgen.core import layout
+    from vidgen.core.data import build_dataset
+
+    dataset = build_dataset(dataclasses.replace(recipe.data, frames=frames), seed=recipe.run.seed)
+    count = min(count, len(dataset.videos))
+    clips = torch.stack([torch.as_tensor(dataset[(i, i)]["video"]) for i in range(count)])  # (N, T, H, W, C)
+    return mean_frame_change(layout.to_model(clips))
+
+
 def ensure_trained_run(run: Path, max_steps: int) -> None:
     if (run / "checkpoints").is_dir() and any((run / "checkpoints").glob("ckpt-*.pt")):
         return
@@ -75,16 +93,23 @@ def quality_table(args: argparse.Namespace) -> None:
 
     rows = []
     for sampler, steps in SAMPLER_CONFIGS:
-        def sample(seeds: list[int], frames: int, sampler: str = sampler, steps: int = steps) -> torch.Tensor:
-            return backend.sample(backend.networks, seeds, frames=frames, fps=recipe.data.fps, device=device,
-                                  steps=steps, sampler=sampler)
+        changes = []  # (mean_frame_change, videos) of each sampled batch
+
+        def sample(seeds: list[int], frames: int, sampler: str = sampler, steps: int = steps,
+                   changes: list = changes) -> torch.Tensor:
+            videos = backend.sample(backend.networks, seeds, frames=frames, fps=recipe.data.fps, device=device,
+                                    steps=steps, sampler=sampler)
+            changes.append((mean_frame_change(videos), len(seeds)))
+            return videos
 
         start = time.perf_counter()
         result = evaluate("synthetic", GeneratorSource(sample, args.batch, synthetic), [protocol], device=args.device,
                           allow_fewer=True, console=quiet)
         seconds = time.perf_counter() - start
-        rows.append((sampler, steps, network_evaluations(sampler, steps), result.metrics[0].value, seconds))
-        print(f"  {sampler}-{steps}: FVD {result.metrics[0].value:.1f} ({seconds:.0f} s)", flush=True)
+        change = sum(value * count for value, count in changes) / sum(count for _, count in changes)
+        rows.append((sampler, steps, network_evaluations(sampler, steps), result.metrics[0].value, change, seconds))
+        print(f"  {sampler}-{steps}: FVD {result.metrics[0].value:.1f}, frame change {change:.3f} ({seconds:.0f} s)",
+              flush=True)
 
     reference = rows[0]
     print(f"\n(a) Quality per step: {recipe.run.name} at step {checkpoint_step(args.run)}, {args.videos} videos per "
@@ -92,12 +117,14 @@ def quality_table(args: argparse.Namespace) -> None:
           f"(fvd2048_16f clips, n={args.videos}), on {args.device}")
     reference_name = f"vs {reference[0]}-{reference[1]}"
     header = (f"{'sampler':<12}{'steps':>7}{'net evals':>11}{'FVD':>9}{reference_name:>18}{'evals vs ref':>14}"
-              f"{'time (s)':>10}")
+              f"{'frame change':>14}{'time (s)':>10}")
     print(header)
     print("-" * len(header))
-    for sampler, steps, evals, fvd, seconds in rows:
+    for sampler, steps, evals, fvd, change, seconds in rows:
         print(f"{sampler:<12}{steps:>7}{evals:>11}{fvd:>9.1f}{fvd / reference[3]:>17.2f}x"
-              f"{evals / reference[2]:>13.2f}x{seconds:>10.0f}")
+              f"{evals / reference[2]:>13.2f}x{change:>14.3f}{seconds:>10.0f}")
+    real = real_frame_change(recipe, protocol.frames, args.videos)
+    print(f"frame change: mean |frame t+1 - frame t| in [-1, 1]; real clips of the same length: {real:.3f}")
     ddim50 = next(row for row in rows if row[:2] == ("ddim", 50))
     ratio = ddim50[3] / reference[3]
     print(f"DDIM-50: FVD {ratio:.2f}x ancestral-256's at {reference[2] / ddim50[2]:.1f}x fewer evaluations "
