@@ -32,7 +32,7 @@ class VDMConfig:
     temporal_attention_resolutions: tuple[int, ...] | None = None
     """Spatial sizes at which blocks get temporal attention (null: attention_resolutions, the paper's pairing);
     the middle block always has it. Its cost grows with T² per pixel, not (H·W)² per frame, but at full
-    resolution it still adds about half to a CPU training step of vdm-tiny."""
+    resolution it still adds a third to a half to a CPU training step of vdm-tiny."""
     norm_groups: int = 32
     """GroupNorm groups (reduced to a divisor of the width for tiny models)."""
     # --- Gaussian diffusion (continuous time) ---
