@@ -79,7 +79,9 @@ class VDMBackend(Backend):
         # The loss covers every frame, image frames included (paper §3.1).
         loss = diffusion.diffusion_loss(network, video, generator, prediction=self.config.prediction,
                                         logsnr_min=self.config.logsnr_min, logsnr_max=self.config.logsnr_max,
-                                        min_snr_gamma=self.config.min_snr_gamma)
+                                        min_snr_gamma=self.config.min_snr_gamma,
+                                        noise_correlation=self.config.noise_correlation,
+                                        clip_frames=video.shape[2] - image_frames)
         return loss, {"loss": loss.item()}
 
     def _drop_labels(self, label: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -111,7 +113,10 @@ class VDMBackend(Backend):
         if extend is not None and upsample is not None:
             raise UserError("--extend and --upsample cannot be combined; extend first, then upsample the result")
         del fps  # the model is not conditioned on the frame rate
-        options = {"gamma": self.config.sampler_gamma} if sampler in ("ancestral", "pc") else {}
+        correlation = self.config.noise_correlation
+        options = {"frame_correlation": correlation}
+        if sampler in ("ancestral", "pc"):
+            options["gamma"] = self.config.sampler_gamma
         steps = self.recipe.sample.steps if steps is None else steps
         generators = [torch.Generator(device).manual_seed(seed) for seed in seeds]
         denoise = self._denoiser(nets["unet"], self._labels(seeds, label, device),
@@ -121,7 +126,7 @@ class VDMBackend(Backend):
                                                    self.config.logsnr_min, self.config.logsnr_max)  # noisy -> clean
 
         def run(denoise_fn: DenoiseFn, shape: Sequence[int]) -> torch.Tensor:
-            noise = per_video_noise(generators, shape, device)  # (N, *shape)
+            noise = per_video_noise(generators, shape, device, frame_correlation=correlation)  # (N, *shape)
             return sample_fn(denoise_fn, noise, logsnrs, generators, **options)
 
         resolution = self.recipe.data.resolution
@@ -211,7 +216,8 @@ class VDMBackend(Backend):
         while out.shape[2] < frames:
             new = min(window - known, frames - out.shape[2])
             context = out[:, :, -known:]  # (N, C, K, H, W)
-            window_denoise = extension_denoiser(denoise, context, method, weight, generators)
+            window_denoise = extension_denoiser(denoise, context, method, weight, generators,
+                                                self.config.noise_correlation)
             generated = run(window_denoise, (channels, known + new, height, width))  # (N, C, K + new, H, W)
             out = torch.cat([out, generated[:, :, known:]], dim=2)
         return out

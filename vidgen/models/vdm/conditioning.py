@@ -35,17 +35,20 @@ COND_METHODS: tuple[CondMethod, ...] = ("reconstruction", "replacement")
 
 
 def extension_denoiser(denoise_fn: DenoiseFn, known: torch.Tensor, method: CondMethod, weight: float,
-                       generators: Sequence[torch.Generator]) -> DenoiseFn:
+                       generators: Sequence[torch.Generator], frame_correlation: float = 0.0) -> DenoiseFn:
     """x̂ for windows (B, C, K + N, H, W) whose first K frames are `known` (B, C, K, H, W): the known frames
     come back exactly as given, the other N are generated consistently with them.
 
-    weight: w_r of reconstruction guidance (unused by the replacement method)."""
+    weight: w_r of reconstruction guidance (unused by the replacement method).
+    frame_correlation: the model's noise correlation between frames; the known frames' fresh draws have it
+    among themselves (not with the generated frames' noise, which the sampler owns)."""
     k = known.shape[2]
 
     def denoise(z: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
         alpha, sigma = (broadcast_to(c, z) for c in alpha_sigma(logsnr))  # (B, 1, 1, 1, 1)
         # 1. Replacement: z^a <- a fresh draw of q(z_t^a | x^a), each video from its own generator.
-        z_known = alpha * known + sigma * per_video_noise(generators, known.shape[1:], z.device, z.dtype)
+        z_known = alpha * known + sigma * per_video_noise(generators, known.shape[1:], z.device, z.dtype,
+                                                          frame_correlation)
         z_free = z[:, :, k:]
         if method == "replacement":
             x_hat = denoise_fn(torch.cat([z_known, z_free], dim=2), logsnr)

@@ -46,6 +46,12 @@ class VDMConfig:
     by min(SNR, γ) in terms of ‖x − x̂‖², so that nearly clean videos stop dominating the gradient (the paper
     reports several-fold faster convergence; the noisiest levels get weight SNR, far below the v loss's 1).
     null: the paper's unweighted loss on the prediction target."""
+    noise_correlation: float = 0.0
+    """Correlation ρ of the diffusion noise between the frames of a clip, in training and in every sampler
+    (PYoCo's mixed noise prior, Ge et al. 2023): ε = √ρ ε_shared + √(1 − ρ) ε_frame. A small model that has
+    not yet learned to pool its frames decides each frame's scene from that frame's own noise, so with
+    independent noise (0, the paper) its frames flicker between unrelated scenes; shared noise makes them
+    start alike. Appended image frames (data.image_frames) always get independent noise."""
     sampler_gamma: float = 0.3
     """Ancestral sampler noise: the step variance is (posterior variance)^(1 - gamma) x (forward-step
     variance)^gamma (Ho et al. 2022 §2, after Nichol & Dhariwal 2021); 0 adds the least noise, 1 the most."""
@@ -79,6 +85,8 @@ class VDMConfig:
             raise ConfigError("model.logsnr_min must be smaller than model.logsnr_max")
         if self.min_snr_gamma is not None and self.min_snr_gamma <= 0:
             raise ConfigError(f"model.min_snr_gamma must be > 0 (null: no weighting), got {self.min_snr_gamma}")
+        if not 0.0 <= self.noise_correlation < 1.0:
+            raise ConfigError(f"model.noise_correlation must lie in [0, 1), got {self.noise_correlation}")
         if not 0.0 <= self.sampler_gamma <= 1.0:
             raise ConfigError(f"model.sampler_gamma must lie in [0, 1], got {self.sampler_gamma}")
         if self.num_classes < 0:

@@ -15,6 +15,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from vidgen.models.vdm.noise import frame_correlated_noise
+
 Prediction = Literal["v", "eps"]
 
 
@@ -92,16 +94,20 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def diffusion_loss(network: Denoiser, x: torch.Tensor, generator: torch.Generator, *, prediction: Prediction,
-                   logsnr_min: float, logsnr_max: float, min_snr_gamma: float | None = None) -> torch.Tensor:
+                   logsnr_min: float, logsnr_max: float, min_snr_gamma: float | None = None,
+                   noise_correlation: float = 0.0, clip_frames: int | None = None) -> torch.Tensor:
     """The "simple" loss of DDPM (Ho et al. 2020, eq. 14) in continuous time: t ~ U(0, 1) per video,
     ε ~ N(0, I), z_t = α_t x + σ_t ε; mean squared error between the network output and its target
     (v = α ε − σ x, or ε). All randomness is drawn from `generator`.
 
+    noise_correlation, clip_frames: ε of the first `clip_frames` frames (None: all) of a video (B, C, T, H, W)
+    has this correlation between frames (vidgen.models.vdm.noise); 0: independent noise.
     min_snr_gamma: weight each video's error so that its weight on ‖x − x̂‖² is min(SNR, γ) (Min-SNR-γ,
     Hang et al. 2023): the v loss alone weights it by SNR + 1, so nearly clean videos, whose denoising is
     easy, dominate the gradient."""
     t = torch.rand(x.shape[0], generator=generator, device=x.device)  # (B,)
-    eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)  # (B, C, T, H, W)
+    eps = frame_correlated_noise(x.shape, generator, noise_correlation, clip_frames,
+                                 x.device, x.dtype)  # (B, C, T, H, W)
     logsnr = logsnr_schedule_cosine(t, logsnr_min, logsnr_max)  # (B,)
     alpha, sigma = (broadcast_to(c, x) for c in alpha_sigma(logsnr))
     z = diffuse(x, eps, alpha, sigma)

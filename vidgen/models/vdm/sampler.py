@@ -8,6 +8,9 @@ logsnrs: increasing log-SNRs (steps + 1,), noisy to clean, e.g. the schedule at 
     The last one stands for the data itself: every sampler's last step returns x̂ at logsnrs[-2], the limit of
     its update as σ -> 0 (EDM Algorithm 1 likewise ends with an Euler step to σ = 0).
 generators: one per video, the only source of randomness, so a video does not depend on its batch.
+frame_correlation (keyword, every sampler): the correlation between frames of every fresh noise draw, which
+    must be the one the model was trained with (vidgen.models.vdm.noise explains why the samplers' formulas
+    stay exact); 0: independent noise. The starting noise is the caller's: draw it with the same correlation.
 
 x̂ is clipped to the data range [-1, 1] in every sampler (DDPM's clipped prediction), so all four see the same
 denoiser. Notation of Kingma et al. 2021 and Ho et al. 2022 (§2): z_t = α_t x + σ_t ε, α² + σ² = 1,
@@ -28,6 +31,7 @@ import torch
 
 from vidgen.errors import ConfigError
 from vidgen.models.vdm.diffusion import alpha_sigma
+from vidgen.models.vdm.noise import frame_correlated_noise
 
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """denoise_fn(z (B, ...), λ (B,)) -> x̂ (B, ...)."""
@@ -36,10 +40,12 @@ HEUN_SIGMA_MAX = 80.0
 
 
 def per_video_noise(generators: Sequence[torch.Generator], shape: Sequence[int], device: torch.device,
-                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                    dtype: torch.dtype = torch.float32, frame_correlation: float = 0.0) -> torch.Tensor:
     """Standard normal noise (len(generators), *shape), video i drawn from generators[i] alone, so a video
-    does not depend on which other videos share its batch."""
-    return torch.stack([torch.randn(tuple(shape), generator=g, device=device, dtype=dtype) for g in generators])
+    does not depend on which other videos share its batch; with frame_correlation ρ > 0, shape is
+    (C, T, H, W) and the frames of each video have noise correlation ρ."""
+    return torch.stack([frame_correlated_noise(shape, g, frame_correlation, device=device, dtype=dtype)
+                        for g in generators])
 
 
 def _check_inputs(noise: torch.Tensor, logsnrs: torch.Tensor, generators: Sequence[torch.Generator]) -> None:
@@ -64,7 +70,8 @@ def _clipped(denoise_fn: DenoiseFn, batch: int) -> Callable[[torch.Tensor, torch
 
 @torch.no_grad()
 def ancestral_sample(denoise_fn: DenoiseFn, noise: torch.Tensor, logsnrs: torch.Tensor,
-                     generators: Sequence[torch.Generator], *, gamma: float) -> torch.Tensor:
+                     generators: Sequence[torch.Generator], *, gamma: float,
+                     frame_correlation: float = 0.0) -> torch.Tensor:
     """Draw x by walking z from λ = logsnrs[0] (noisy) to logsnrs[-1] (clean), one ancestral step per gap.
 
     gamma: variance interpolation (see `ancestral_step`). Returns the clean videos (B, ...), in [-1, 1]."""
@@ -72,13 +79,14 @@ def ancestral_sample(denoise_fn: DenoiseFn, noise: torch.Tensor, logsnrs: torch.
     predict_clean = _clipped(denoise_fn, noise.shape[0])
     z = noise
     for logsnr_t, logsnr_s in zip(logsnrs[:-2], logsnrs[1:-1]):
-        z = ancestral_step(z, predict_clean(z, logsnr_t), logsnr_t, logsnr_s, gamma, generators)
+        z = ancestral_step(z, predict_clean(z, logsnr_t), logsnr_t, logsnr_s, gamma, generators, frame_correlation)
     # The last step, to logsnrs[-1], goes to the data itself: output x̂, the posterior mean's limit as σ_s -> 0.
     return predict_clean(z, logsnrs[-2])
 
 
 def ancestral_step(z: torch.Tensor, x_hat: torch.Tensor, logsnr_t: torch.Tensor, logsnr_s: torch.Tensor,
-                   gamma: float, generators: Sequence[torch.Generator]) -> torch.Tensor:
+                   gamma: float, generators: Sequence[torch.Generator],
+                   frame_correlation: float = 0.0) -> torch.Tensor:
     """z_s ~ N(μ̃_{s|t}(z_t, x̂), (σ̃²_{s|t})^(1−γ) (σ²_{t|s})^γ) for λ_s > λ_t (Ho et al. 2022, §2)."""
     alpha_t, sigma_t = alpha_sigma(logsnr_t)
     alpha_s, sigma_s = alpha_sigma(logsnr_s)
@@ -94,7 +102,7 @@ def ancestral_step(z: torch.Tensor, x_hat: torch.Tensor, logsnr_t: torch.Tensor,
     variance = one_minus_ratio * sigma_s ** (2 * (1 - gamma)) * sigma_t ** (2 * gamma)
 
     # 3. Sample z_s, each video with its own generator.
-    return mean + variance.sqrt() * per_video_noise(generators, z.shape[1:], z.device, z.dtype)
+    return mean + variance.sqrt() * per_video_noise(generators, z.shape[1:], z.device, z.dtype, frame_correlation)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -104,7 +112,7 @@ def ancestral_step(z: torch.Tensor, x_hat: torch.Tensor, logsnr_t: torch.Tensor,
 @torch.no_grad()
 def pc_sample(denoise_fn: DenoiseFn, noise: torch.Tensor, logsnrs: torch.Tensor,
               generators: Sequence[torch.Generator], *, gamma: float, delta: float = 0.1,
-              corrector_steps: int = 1) -> torch.Tensor:
+              corrector_steps: int = 1, frame_correlation: float = 0.0) -> torch.Tensor:
     """Ancestral sampling with `corrector_steps` Langevin steps after each predictor step.
 
     gamma: the predictor's variance interpolation (see `ancestral_step`).
@@ -117,14 +125,15 @@ def pc_sample(denoise_fn: DenoiseFn, noise: torch.Tensor, logsnrs: torch.Tensor,
     z = noise
     for logsnr_t, logsnr_s in zip(logsnrs[:-2], logsnrs[1:-1]):
         # 1. Predictor: one ancestral step z_t -> z_s.
-        z = ancestral_step(z, predict_clean(z, logsnr_t), logsnr_t, logsnr_s, gamma, generators)
+        z = ancestral_step(z, predict_clean(z, logsnr_t), logsnr_t, logsnr_s, gamma, generators, frame_correlation)
         alpha_s, sigma_s = alpha_sigma(logsnr_s)
         for _ in range(corrector_steps):
             # 2. The model's noise estimate at z_s: ε̂ = (z_s − α_s x̂(z_s)) / σ_s, so the score is −ε̂ / σ_s.
             eps_hat = (z - alpha_s * predict_clean(z, logsnr_s)) / sigma_s
             # 3. Langevin step with step size δ σ_s² (Ho et al. 2022, §2):
-            #    z_s <- z_s − ½ δ σ_s ε̂ + √δ σ_s ε',  ε' ~ N(0, I) from each video's generator.
-            fresh = per_video_noise(generators, z.shape[1:], z.device, z.dtype)
+            #    z_s <- z_s − ½ δ σ_s ε̂ + √δ σ_s ε',  ε' from each video's generator. With correlated noise
+            #    (covariance Σ) this is Langevin preconditioned by Σ, whose stationary law is the same.
+            fresh = per_video_noise(generators, z.shape[1:], z.device, z.dtype, frame_correlation)
             z = z - 0.5 * delta * sigma_s * eps_hat + math.sqrt(delta) * sigma_s * fresh
     # The last step goes to the data itself, as in `ancestral_sample`.
     return predict_clean(z, logsnrs[-2])
@@ -136,7 +145,8 @@ def pc_sample(denoise_fn: DenoiseFn, noise: torch.Tensor, logsnrs: torch.Tensor,
 
 @torch.no_grad()
 def ddim_sample(denoise_fn: DenoiseFn, noise: torch.Tensor, logsnrs: torch.Tensor,
-                generators: Sequence[torch.Generator], *, eta: float = 0.0) -> torch.Tensor:
+                generators: Sequence[torch.Generator], *, eta: float = 0.0,
+                frame_correlation: float = 0.0) -> torch.Tensor:
     """DDIM: deterministic for eta = 0 (the default); eta = 1 has the ancestral sampler's posterior variance.
 
     In the paper's notation ᾱ = α², 1 − ᾱ = σ²; every step costs one evaluation of denoise_fn."""
@@ -157,7 +167,7 @@ def ddim_sample(denoise_fn: DenoiseFn, noise: torch.Tensor, logsnrs: torch.Tenso
         # 3. z_s = α_s x̂ + sqrt(σ_s² − c²) ε̂ + c ε'  (eq. 12), ε' only drawn when η > 0.
         z = alpha_s * x_hat + (sigma_s**2 - c**2).sqrt() * eps_hat
         if eta > 0:
-            z = z + c * per_video_noise(generators, z.shape[1:], z.device, z.dtype)
+            z = z + c * per_video_noise(generators, z.shape[1:], z.device, z.dtype, frame_correlation)
     # The last step goes to the data itself: σ_s = 0 and α_s = 1 in eq. 12 leave x̂.
     return predict_clean(z, logsnrs[-2])
 
@@ -168,13 +178,15 @@ def ddim_sample(denoise_fn: DenoiseFn, noise: torch.Tensor, logsnrs: torch.Tenso
 
 @torch.no_grad()
 def heun_sample(denoise_fn: DenoiseFn, noise: torch.Tensor, logsnrs: torch.Tensor,
-                generators: Sequence[torch.Generator]) -> torch.Tensor:
+                generators: Sequence[torch.Generator], *, frame_correlation: float = 0.0) -> torch.Tensor:
     """EDM's deterministic sampler (Algorithm 1, S_churn = 0) on the log-SNR steps.
 
     EDM works with the variance-exploding variable x_σ = x + σ ε; ours is z = α (x + σ ε) with σ = e^(−λ/2)
     (σ² = 1/SNR), so x_σ = z / α and the denoiser is D(x; σ) = x̂(z = α x, λ). The probability-flow ODE is
     dx/dσ = (x − D(x; σ)) / σ (EDM eq. 3 with σ(t) = t, s(t) = 1). Heun steps everywhere except the last,
-    an Euler step to σ = 0. 2·steps − 1 evaluations of denoise_fn. `generators` is unused: no noise."""
+    an Euler step to σ = 0. 2·steps − 1 evaluations of denoise_fn. `generators` and `frame_correlation` are
+    unused: no noise is drawn after the start."""
+    del frame_correlation
     _check_inputs(noise, logsnrs, generators)
     predict_clean = _clipped(denoise_fn, noise.shape[0])
     # EDM starts at σ_max = 80: from the schedule's σ_0 = e^10 (λ = −20) the first step would jump by a factor
