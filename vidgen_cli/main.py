@@ -194,18 +194,22 @@ def data_synth(
     fps: Annotated[float, typer.Option(help="Frame rate.")] = 8.0,
     seed: Annotated[int, typer.Option(help="Video i is rendered from seed (seed, i).")] = 0,
     max_shapes: Annotated[int, typer.Option(help="Each video shows 1..this many shapes.")] = 3,
+    colours: Annotated[int, typer.Option(help="Use the first this many of the 7 palette colours.")] = 7,
+    textures: Annotated[bool, typer.Option(help="Striped and checkered shapes besides solid ones.")] = True,
 ) -> None:
     """Write the built-in synthetic dataset (moving shapes) as mp4 files."""
     from vidgen.core.run_dir import ensure_writable_dir
-    from vidgen.core.synthetic import write_synthetic_dataset
+    from vidgen.core.synthetic import SceneStyle, write_synthetic_dataset
 
     for name, value in (("--num", num), ("--frames", frames), ("--size", size), ("--fps", fps),
                         ("--max-shapes", max_shapes)):
         if value <= 0:
             raise UserError(f"{name} must be > 0, got {value}")
+    if not 1 <= colours <= 7:
+        raise UserError(f"--colours must lie in 1..7 (the palette), got {colours}")
     ensure_writable_dir(out_dir)
     paths = write_synthetic_dataset(out_dir, num=num, frames=frames, size=size, fps=fps, seed=seed,
-                                    max_shapes=max_shapes)
+                                    style=SceneStyle(max_shapes, colours, textures))
     out.print(f"wrote {len(paths)} videos to {out_dir}", highlight=False)
 
 

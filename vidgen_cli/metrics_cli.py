@@ -25,7 +25,8 @@ detectors_app = typer.Typer(help="The pretrained detectors behind FVD, KVD and F
 
 def eval_command(
     real: Annotated[str, typer.Option("--real", help="Real data: a folder of videos or frame folders, a zip, "
-                                      "'synthetic[:videos=N,frames=N,resolution=N,fps=F,max_shapes=N,seed=N]', "
+                                      "'synthetic[:videos=N,frames=N,resolution=N,fps=F,max_shapes=N,colours=N,"
+                                      "textured=B,seed=N]', "
                                       "or a stats .npz from --save-stats.")],
     fake: Annotated[Path, typer.Option("--fake", help="A folder of generated videos (scored from frame 0), or "
                                        "a run directory / checkpoint (sampled on the fly with its EMA weights).")],

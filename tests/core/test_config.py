@@ -56,6 +56,7 @@ def test_yaml_float_strings_like_1e_minus_4_are_floats(tmp_path):
     ("trian.lr=1", "unknown section 'trian'"),
     ("data.resolution=30", "not divisible by 4"),
     ("lr", "must look like key.path=value"),
+    ("data.synthetic_colours=8", "data.synthetic_colours must lie in 1..7 (the palette), got 8"),
     ("model.noise_correlation=-0.5", "model.noise_correlation must lie in [0, 1), got -0.5"),
 ])
 def test_config_errors_name_the_dotted_key(override, message):

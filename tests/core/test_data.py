@@ -123,7 +123,7 @@ def test_synthetic_source() -> None:
     item = dataset[(2, 9)]
     check_item(item)
     start = ContiguousClips(4, 2).choose(10, np.random.default_rng(9))[0]
-    expected = render_video(video_seed(3, 2), (start + np.arange(0, 8, 2)) / 8.0, 16, cfg.synthetic_max_shapes)
+    expected = render_video(video_seed(3, 2), (start + np.arange(0, 8, 2)) / 8.0, 16, cfg.synthetic_style)
     np.testing.assert_array_equal(item["video"].numpy(), expected)
 
 

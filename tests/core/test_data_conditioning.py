@@ -13,7 +13,7 @@ import torch
 from vidgen.core.config import DataConfig
 from vidgen.core.data import build_dataset, make_train_loader, resize_center_crop
 from vidgen.core.io import read_video, write_mp4, write_png
-from vidgen.core.synthetic import SHAPE_KINDS, make_scene, render_video
+from vidgen.core.synthetic import SHAPE_KINDS, SceneStyle, make_scene, render_video
 from vidgen.errors import UserError
 
 CLIP = {"resolution": 16, "frames": 4, "workers": 0}
@@ -65,7 +65,7 @@ def test_labels_of_a_zip_of_frame_folders_from_its_dataset_json(tmp_path: Path) 
 
 def test_synthetic_label_is_the_shape_kind() -> None:
     dataset = build_dataset(DataConfig(labels=True, synthetic_videos=40, synthetic_max_shapes=1, **CLIP), seed=0)
-    kinds = [make_scene(video.seed, 1).shapes[0].kind for video in dataset.videos]
+    kinds = [make_scene(video.seed, SceneStyle(max_shapes=1)).shapes[0].kind for video in dataset.videos]
     assert dataset.labels == [SHAPE_KINDS.index(kind) for kind in kinds]
     assert set(dataset.labels) == set(range(len(SHAPE_KINDS)))
 

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from vidgen.core.data import SyntheticVideo
+from vidgen.core.synthetic import SceneStyle
 from vidgen.metrics.detectors import Detector
 from vidgen.metrics.features import ClipDataset, clip_batches, extract_features, generated_batches
 from vidgen.metrics.stats import FeatureBank, MomentAccumulator
@@ -21,7 +22,7 @@ class _MeanColour(nn.Module):
 
 
 def _dataset(num=7):
-    videos = [SyntheticVideo(seed, 12, 8.0, 16 if seed % 3 else 24, 2) for seed in range(num)]  # two sizes
+    videos = [SyntheticVideo(seed, 12, 8.0, 16 if seed % 3 else 24, SceneStyle(max_shapes=2)) for seed in range(num)]  # two sizes
     return ClipDataset(videos, [seed % 3 for seed in range(num)], frames=4, stride=2)
 
 
@@ -39,7 +40,7 @@ def test_streaming_statistics_equal_the_batch_statistics():
 
 
 def test_clips_hold_the_protocol_frames():
-    video = SyntheticVideo(5, 20, 8.0, 16, 2)
+    video = SyntheticVideo(5, 20, 8.0, 16, SceneStyle(max_shapes=2))
     clip = ClipDataset([video], [3], frames=4, stride=2)[0]
     np.testing.assert_array_equal(clip.numpy(), video.read(np.array([3, 5, 7, 9])))
 

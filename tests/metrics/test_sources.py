@@ -20,6 +20,15 @@ def test_synthetic_settings_override_the_defaults():
         parse_synthetic("synthetic:videos=many", defaults)
 
 
+def test_synthetic_style_settings_reach_the_videos():
+    data = DataConfig(synthetic_colours=1, synthetic_textures=False)
+    spec = parse_synthetic("synthetic:videos=2", SyntheticSpec.from_data(data, seed=0))
+    assert spec.make_videos()[0].style == data.synthetic_style
+    assert parse_synthetic("synthetic:colours=7,textured=true", spec).style == DataConfig().synthetic_style
+    with pytest.raises(ConfigError, match="synthetic colours must lie in 1..7, got 8"):
+        parse_synthetic("synthetic:colours=8", spec)
+
+
 def test_fingerprint_follows_paths_sizes_and_mtimes(tmp_path):
     (tmp_path / "a.mp4").write_bytes(b"1234")
     (tmp_path / "notes.txt").write_text("not data")

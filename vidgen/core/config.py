@@ -21,6 +21,9 @@ import yaml
 
 from vidgen.errors import ConfigError
 
+if typing.TYPE_CHECKING:
+    from vidgen.core.synthetic import SceneStyle
+
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -59,6 +62,10 @@ class DataConfig:
     """Synthetic only: length of each synthetic video in frames."""
     synthetic_max_shapes: int = 3
     """Synthetic only: each video shows 1..this many shapes."""
+    synthetic_colours: int = 7
+    """Synthetic only: shapes and background tints use the first this many of the 7 palette colours."""
+    synthetic_textures: bool = True
+    """Synthetic only: shapes are solid, striped or checkered (false: solid only)."""
     labels: bool = False
     """Give every clip a class label (for class-conditional models): from `dataset.json` at the root of a
     folder or zip ({"labels": [[video name, class], ...]}, the StyleGAN-V layout), else from the first
@@ -73,6 +80,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check_positive(self, "data", ("resolution", "frames", "frame_stride", "fps", "synthetic_videos",
                                        "synthetic_frames", "synthetic_max_shapes"))
+        if not 1 <= self.synthetic_colours <= 7:
+            raise ConfigError(f"data.synthetic_colours must lie in 1..7 (the palette), got {self.synthetic_colours}")
         if self.workers < 0:
             raise ConfigError(f"data.workers must be >= 0, got {self.workers}")
         if self.image_frames < 0:
@@ -80,6 +89,12 @@ class DataConfig:
         if self.image_source is not None and not self.image_frames:
             raise ConfigError("data.image_source is set but data.image_frames is 0; set data.image_frames to "
                               "the number of image frames per clip")
+
+    @property
+    def synthetic_style(self) -> SceneStyle:
+        from vidgen.core.synthetic import SceneStyle  # imported late: recipes load without numpy or PyAV
+
+        return SceneStyle(self.synthetic_max_shapes, self.synthetic_colours, self.synthetic_textures)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from vidgen.core.clips import ClipSampler, ContiguousClips
 from vidgen.core.config import DataConfig
 from vidgen.core.io import VideoInfo, VideoReadError, probe_video, read_image, read_video
 from vidgen.core.shards import ShardVideo, check_resolution, is_shards_dir, load_shards
-from vidgen.core.synthetic import SHAPE_KINDS, make_scene, render_video, video_seed
+from vidgen.core.synthetic import SHAPE_KINDS, SceneStyle, make_scene, render_video, video_seed
 from vidgen.errors import UserError
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mov", ".mkv", ".gif")
@@ -174,7 +174,7 @@ class SyntheticVideo:
     num_frames: int
     fps: float
     resolution: int
-    max_shapes: int
+    style: SceneStyle
 
     @property
     def name(self) -> str:
@@ -183,7 +183,7 @@ class SyntheticVideo:
     def read(self, frames: np.ndarray) -> np.ndarray:
         # Rendered straight at the training resolution; frame indices become times at the dataset's rate,
         # so fractional indices (a future sparse sampler) render too.
-        return render_video(self.seed, np.asarray(frames) / self.fps, self.resolution, self.max_shapes)
+        return render_video(self.seed, np.asarray(frames) / self.fps, self.resolution, self.style)
 
     def size(self) -> tuple[int, int]:
         return self.resolution, self.resolution
@@ -381,7 +381,7 @@ def build_dataset(cfg: DataConfig, seed: int, clips: ClipSampler | None = None) 
             raise UserError(f"data.synthetic_frames ({cfg.synthetic_frames}) is shorter than one clip of "
                             f"{clips.span} frames; raise data.synthetic_frames or {clips.too_short_hint}")
         videos: list[Video] = [SyntheticVideo(video_seed(seed, i), cfg.synthetic_frames, cfg.fps, cfg.resolution,
-                                              cfg.synthetic_max_shapes) for i in range(cfg.synthetic_videos)]
+                                              cfg.synthetic_style) for i in range(cfg.synthetic_videos)]
         labels = [synthetic_label(video) for video in videos] if cfg.labels else None
         return VideoDataset(videos, clips, cfg.resolution, labels=labels,
                             image_frames=_image_frames(cfg, videos))
@@ -420,7 +420,7 @@ def _image_frames(cfg: DataConfig, videos: Sequence[Video]) -> ImageFrames | Non
 
 def synthetic_label(video: SyntheticVideo) -> int:
     """The class of a synthetic video: the kind of its first shape (circle, square, triangle, ring)."""
-    return SHAPE_KINDS.index(make_scene(video.seed, video.max_shapes).shapes[0].kind)
+    return SHAPE_KINDS.index(make_scene(video.seed, video.style).shapes[0].kind)
 
 
 def read_labels(root: Path, videos: Sequence[Video]) -> list[int]:

@@ -59,6 +59,23 @@ class Shape:
 
 
 @dataclass(frozen=True)
+class SceneStyle:
+    """How varied the scenes are. The default is the full variety; a tiny model trained for a few CPU minutes
+    learns moving shapes well only with less of it (one colour, solid shapes)."""
+
+    max_shapes: int = 3
+    """Each scene shows 1..max_shapes shapes."""
+    colours: int = len(PALETTE)
+    """Shapes and background tints take the first this many palette colours (1..7)."""
+    textured: bool = True
+    """Shapes are solid, striped or checkered; false: solid only."""
+
+    def __post_init__(self) -> None:
+        if self.max_shapes < 1 or not 1 <= self.colours <= len(PALETTE):
+            raise ValueError(f"need max_shapes >= 1 and colours in 1..{len(PALETTE)}, got {self}")
+
+
+@dataclass(frozen=True)
 class Scene:
     background: tuple[tuple[float, float, float], tuple[float, float, float]]
     """RGB at the top and bottom edge (a gentle vertical gradient)."""
@@ -71,14 +88,15 @@ def video_seed(run_seed: int, index: int) -> int:
     return int(np.random.SeedSequence([run_seed, index]).generate_state(1, np.uint64)[0])
 
 
-def make_scene(seed: int, max_shapes: int = 3) -> Scene:
-    """Draw a scene: 1..max_shapes shapes with distinct colours, random textures and trajectories."""
+def make_scene(seed: int, style: SceneStyle = SceneStyle()) -> Scene:
+    """Draw a scene: 1..style.max_shapes shapes with distinct colours (as many as the style has), random
+    textures and trajectories."""
     rng = np.random.default_rng(seed)
-    hue_colour = PALETTE[rng.integers(len(PALETTE))]
+    hue_colour = PALETTE[rng.integers(style.colours)]
     top = tuple(float(c) for c in 0.10 + 0.08 * hue_colour)  # dark, faintly tinted
     bottom = tuple(float(c) for c in 0.04 + 0.04 * hue_colour)
-    count = int(rng.integers(1, max_shapes + 1))
-    colours = rng.choice(len(PALETTE), size=min(count, len(PALETTE)), replace=False)
+    count = int(rng.integers(1, style.max_shapes + 1))
+    colours = rng.choice(style.colours, size=min(count, style.colours), replace=False)
     shapes = []
     for colour in colours:
         kind = SHAPE_KINDS[rng.integers(len(SHAPE_KINDS))]
@@ -87,7 +105,7 @@ def make_scene(seed: int, max_shapes: int = 3) -> Scene:
         shapes.append(Shape(
             kind=kind,
             colour=tuple(float(c) for c in PALETTE[colour]),
-            texture=TEXTURES[rng.integers(len(TEXTURES))],
+            texture=TEXTURES[rng.integers(len(TEXTURES))] if style.textured else "solid",
             radius=radius,
             position=tuple(float(p) for p in rng.uniform(radius, 1.0 - radius, size=2)),
             velocity=(float(speed * np.cos(heading)), float(speed * np.sin(heading))),
@@ -105,9 +123,9 @@ def bounce(start: float, velocity: float, times: np.ndarray, low: float, high: f
     return low + np.where(unfolded > width, 2.0 * width - unfolded, unfolded)
 
 
-def render_video(seed: int, times: np.ndarray, size: int, max_shapes: int = 3) -> np.ndarray:
+def render_video(seed: int, times: np.ndarray, size: int, style: SceneStyle = SceneStyle()) -> np.ndarray:
     """Render the scene of `seed` at `times` (seconds, any real values) as uint8 [T, size, size, 3]."""
-    return render_scene(make_scene(seed, max_shapes), times, size)
+    return render_scene(make_scene(seed, style), times, size)
 
 
 def render_scene(scene: Scene, times: np.ndarray, size: int) -> np.ndarray:
@@ -168,14 +186,14 @@ def _rasterise(shape: Shape, times: np.ndarray, centres: np.ndarray,
 
 
 def write_synthetic_dataset(out_dir: str | Path, num: int, frames: int, size: int, fps: float, seed: int,
-                            max_shapes: int = 3) -> list[Path]:
+                            style: SceneStyle = SceneStyle()) -> list[Path]:
     """Render videos 0..num-1 (video i from video_seed(seed, i)) to out_dir/000000.mp4, ... and return the paths."""
     out_dir = Path(out_dir)
     times = np.arange(frames) / fps
     paths = []
     for index in range(num):
         path = out_dir / f"{index:06d}.mp4"
-        write_mp4(path, render_video(video_seed(seed, index), times, size, max_shapes), fps)
+        write_mp4(path, render_video(video_seed(seed, index), times, size, style), fps)
         paths.append(path)
     return paths
 

@@ -17,7 +17,7 @@ from vidgen.core.config import DataConfig, coerce
 from vidgen.core.data import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, SyntheticVideo, Video, find_videos, summarize_skipped
 from vidgen.core.run_dir import manifest_videos
 from vidgen.core.shards import META_NAME
-from vidgen.core.synthetic import video_seed
+from vidgen.core.synthetic import PALETTE, SceneStyle, video_seed
 from vidgen.errors import ConfigError, UserError
 
 SYNTHETIC = "synthetic"
@@ -35,13 +35,15 @@ class SyntheticSpec:
     resolution: int
     fps: float
     max_shapes: int
+    colours: int
+    textured: bool
     seed: int
     """The run seed whose synthetic videos these are."""
 
     @classmethod
     def from_data(cls, data: DataConfig, seed: int) -> SyntheticSpec:
         return cls(data.synthetic_videos, data.synthetic_frames, data.resolution, data.fps,
-                   data.synthetic_max_shapes, seed)
+                   data.synthetic_max_shapes, data.synthetic_colours, data.synthetic_textures, seed)
 
     def with_settings(self, settings: str) -> SyntheticSpec:
         """Apply "key=value,key=value" settings; unknown keys and bad values are ConfigErrors."""
@@ -56,10 +58,16 @@ class SyntheticSpec:
         spec = dataclasses.replace(self, **changes)
         if min(spec.videos, spec.frames, spec.resolution, spec.fps, spec.max_shapes) <= 0:
             raise ConfigError(f"synthetic settings must be > 0 (seed excepted): {settings}")
+        if not 1 <= spec.colours <= len(PALETTE):
+            raise ConfigError(f"synthetic colours must lie in 1..{len(PALETTE)}, got {spec.colours}")
         return spec
 
+    @property
+    def style(self) -> SceneStyle:
+        return SceneStyle(self.max_shapes, self.colours, self.textured)
+
     def make_videos(self) -> list[Video]:
-        return [SyntheticVideo(video_seed(self.seed, i), self.frames, self.fps, self.resolution, self.max_shapes)
+        return [SyntheticVideo(video_seed(self.seed, i), self.frames, self.fps, self.resolution, self.style)
                 for i in range(self.videos)]
 
     def fingerprint(self) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import TINY_VDM, run_cli, set_args
 from vidgen.core.io import probe_video, read_video, write_mp4
-from vidgen.core.synthetic import render_video
+from vidgen.core.synthetic import SceneStyle, render_video
 
 # Class-conditional (the synthetic shape kind), joint image-video training, gradient checkpointing.
 CONDITIONAL_JOINT = [*TINY_VDM, "data.labels=true", "model.num_classes=4", "data.synthetic_max_shapes=1",
@@ -29,9 +29,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 3-frame 16x16 video to extend, and its 8x8 version to upsample."""
     folder = tmp_path_factory.mktemp("inputs")
-    frames = render_video(5, np.arange(3) / 8, 16, 1)
+    frames = render_video(5, np.arange(3) / 8, 16, SceneStyle(max_shapes=1))
     write_mp4(folder / "clip16.mp4", frames, fps=8)
-    write_mp4(folder / "clip8.mp4", render_video(5, np.arange(3) / 8, 8, 1), fps=8)
+    write_mp4(folder / "clip8.mp4", render_video(5, np.arange(3) / 8, 8, SceneStyle(max_shapes=1)), fps=8)
     return folder
 
 
