@@ -34,8 +34,9 @@ def frame_correlated_noise(shape: Sequence[int], generator: torch.Generator, cor
     noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
     if correlation == 0.0:
         return noise
-    frames = shape[-3]
-    clip = frames if clip_frames is None else clip_frames
+    clip = shape[-3] if clip_frames is None else clip_frames
     shared = torch.randn((*shape[:-3], 1, *shape[-2:]), generator=generator, device=device, dtype=dtype)
     mixed = math.sqrt(correlation) * shared + math.sqrt(1.0 - correlation) * noise[..., :clip, :, :]
+    if clip == shape[-3]:  # no image frames: skip copying the whole draw once more
+        return mixed
     return torch.cat([mixed, noise[..., clip:, :, :]], dim=-3)
