@@ -209,7 +209,7 @@ def test_automatic_r1_gamma_divides_by_the_global_batch(tmp_path, monkeypatch):
     on any number of GPUs; an explicit model.r1_gamma is kept."""
     from vidgen.models.stylegan_v.backend import StyleGANVBackend
 
-    overrides = [*TINY_SGV, "train.batch_size=2", "train.grad_accum=2", "train.max_steps=1"]
+    overrides = [*TINY_SGV, "model.r1_gamma=null", "train.batch_size=2", "train.grad_accum=2", "train.max_steps=1"]
     backend = StyleGANVBackend(load_recipe("stylegan-v-tiny", overrides))
     assert backend.r1_gamma == pytest.approx(0.0002 * 16 ** 2 / 4), "on its own: one process's batch"
     backend.bind_loop(8, lambda values: values)
