@@ -1,5 +1,5 @@
 """Train-step time and peak memory: vidgen's VDM U-Net vs lucidrains/video-diffusion-pytorch 0.7.0, and vidgen
-with gradient checkpointing (train.grad_checkpointing).
+with gradient checkpointing (train.grad_checkpointing) and with channels-last activations (model.channels_last).
 
 One train step = forward + diffusion loss + backward + AdamW step, same frames, resolution and batch, at matched
 parameter counts (within 10%). Each implementation runs in its own subprocess so memory peaks do not mix:
@@ -63,7 +63,7 @@ PRESETS = {
                   head_channels=56),
 }
 
-IMPLEMENTATIONS = ("lucidrains", "vidgen", "vidgen-checkpointed")
+IMPLEMENTATIONS = ("lucidrains", "vidgen", "vidgen-checkpointed", "vidgen-channels-last")
 GOAL_SPEEDUP = 1.5
 GOAL_MEMORY_RATIO = 0.8
 
@@ -100,14 +100,15 @@ def build_lucidrains(preset: Preset, args: argparse.Namespace, device: torch.dev
     return unet, optimizer, loss
 
 
-def build_vidgen(preset: Preset, args: argparse.Namespace, device: torch.device, checkpointing: bool = False):
+def build_vidgen(preset: Preset, args: argparse.Namespace, device: torch.device, checkpointing: bool = False,
+                 channels_last: bool = False):
     from vidgen.core.config import DataConfig, Recipe, RunConfig, TrainConfig
     from vidgen.models.vdm.backend import VDMBackend
     from vidgen.models.vdm.config import VDMConfig
 
     model = VDMConfig(channels=preset.channels, channel_mults=preset.channel_mults,
                       blocks_per_level=preset.blocks_per_level, attention_resolutions=preset.attention_resolutions,
-                      head_channels=preset.head_channels)
+                      head_channels=preset.head_channels, channels_last=channels_last)
     recipe = Recipe(run=RunConfig(name="bench"), data=DataConfig(resolution=args.resolution, frames=args.frames),
                     model=model, train=TrainConfig(lr=1e-4, grad_checkpointing=checkpointing))
     backend = VDMBackend(recipe)
@@ -143,7 +144,8 @@ def measure(implementation: str, args: argparse.Namespace) -> dict:
     if implementation == "lucidrains":
         network, optimizer, loss_fn = build_lucidrains(preset, args, device)
     else:
-        network, optimizer, loss_fn = build_vidgen(preset, args, device, implementation == "vidgen-checkpointed")
+        network, optimizer, loss_fn = build_vidgen(preset, args, device, implementation == "vidgen-checkpointed",
+                                                   implementation == "vidgen-channels-last")
 
     step_ms = []
     for step in range(args.warmup + args.steps):
@@ -191,7 +193,8 @@ def print_table(results: dict[str, dict], args: argparse.Namespace) -> None:
           f"attention per frame at every level, full attention in the middle; L1 ε-loss")
     print(f"  vidgen:     channels={preset.channels}, channel_mults={preset.channel_mults}, blocks_per_level="
           f"{preset.blocks_per_level}, attention_resolutions={preset.attention_resolutions} + middle; v-loss; "
-          f"-checkpointed: activations recomputed per U-Net block in the backward pass")
+          f"-checkpointed: activations recomputed per U-Net block in the backward pass; -channels-last: "
+          f"weights and activations NDHWC")
     header = f"{'implementation':<22}{'params':>12}{'ms/step':>12}{'peak memory':>14}{'time ratio':>12}" \
              f"{'memory ratio':>14}"
     print(header)
@@ -209,6 +212,9 @@ def print_table(results: dict[str, dict], args: argparse.Namespace) -> None:
     checkpointed = results["vidgen-checkpointed"]
     print(f"gradient checkpointing: {checkpointed['peak_bytes'] / ours['peak_bytes']:.2f}x vidgen's peak memory at "
           f"{checkpointed['ms_per_step'] / ours['ms_per_step']:.2f}x its step time")
+    channels_last = results["vidgen-channels-last"]
+    print(f"channels-last: {ours['ms_per_step'] / channels_last['ms_per_step']:.2f}x vidgen's steps per second at "
+          f"{channels_last['peak_bytes'] / ours['peak_bytes']:.2f}x its peak memory")
     if abs(params - 1) > 0.1:
         print(f"warning: parameter counts differ by more than 10% ({params:.2f}x)")
 

@@ -86,3 +86,25 @@ def test_temporal_attention_resolutions_place_temporal_attention(tiny_config, te
     assert [size for size, block in sizes.items() if block.temporal_attention is not None] == expected
     assert [size for size, block in sizes.items() if block.spatial_attention is not None] == [8]  # unchanged
     assert unet.middle[0].temporal_attention is not None
+
+
+def test_channels_last_changes_the_memory_layout_not_the_numbers(tiny_config, randomize_weights):
+    from vidgen.models.vdm.unet import is_channels_last
+
+    plain = randomize_weights(UNet3D(tiny_config, video_channels=3, resolution=16))
+    fast = UNet3D(dataclasses.replace(tiny_config, channels_last=True), video_channels=3, resolution=16)
+    fast.load_state_dict(plain.state_dict())
+    conv_inputs = []  # every convolution must see channels-last input, or the option only adds copies
+    for module in fast.modules():
+        if isinstance(module, torch.nn.Conv3d):
+            assert module.weight.is_contiguous(memory_format=torch.channels_last_3d)
+            module.register_forward_pre_hook(lambda _, args: conv_inputs.append(is_channels_last(args[0])))
+    z, logsnr = torch.randn(2, 3, 4, 16, 16), torch.tensor([-3.0, 4.0])
+    mask = torch.eye(4, dtype=torch.bool) | torch.tensor([[1, 1, 0, 0]] * 4, dtype=torch.bool)
+    outputs = [unet(z, logsnr, frame_mask=mask) for unet in (plain, fast)]
+    assert conv_inputs and all(conv_inputs)
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)
+    for out in outputs:
+        out.square().mean().backward()
+    for (name, p), q in zip(plain.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)

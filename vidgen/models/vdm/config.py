@@ -35,6 +35,10 @@ class VDMConfig:
     resolution it still adds a third to a half to a CPU training step of vdm-tiny."""
     norm_groups: int = 32
     """GroupNorm groups (reduced to a divisor of the width for tiny models)."""
+    channels_last: bool = False
+    """Keep convolution weights and activations channels-last (NDHWC): the layout the fast convolution
+    kernels of GPUs (tensor cores) and of CPUs (oneDNN) work in natively, so they skip a transposition per
+    convolution. Same numbers either way; a speed option (see benchmarks/bench_vdm_train_step.py)."""
     # --- Gaussian diffusion (continuous time) ---
     prediction: Literal["v", "eps"] = "v"
     """What the network predicts: v = alpha * eps - sigma * x (the paper for BAIR/Kinetics), or eps."""

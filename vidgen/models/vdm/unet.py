@@ -53,15 +53,24 @@ def largest_divisor(n: int, at_most: int) -> int:
 
 
 def fold_frames(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, T, H, W) -> (B·T, C, H, W): frames as a batch of images."""
+    """(B, C, T, H, W) -> (B·T, C, H, W): frames as a batch of images. A channels-last video (memory order
+    B, T, H, W, C) folds without a copy into channels-last images."""
     B, C, T, H, W = x.shape
     return x.transpose(1, 2).reshape(B * T, C, H, W)
 
 
 def unfold_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
-    """(B·T, C, H, W) -> (B, C, T, H, W), contiguous (Conv3d is slow on strided input)."""
+    """(B·T, C, H, W) -> (B, C, T, H, W), contiguous in the images' layout (Conv3d is slow on strided input):
+    channels-last images give a channels-last video, without a copy."""
     BT, C, H, W = x.shape
-    return x.view(BT // frames, frames, C, H, W).transpose(1, 2).contiguous()
+    layout = torch.channels_last_3d if is_channels_last(x) else torch.contiguous_format
+    return x.view(BT // frames, frames, C, H, W).transpose(1, 2).contiguous(memory_format=layout)
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Channels-last (NHWC / NDHWC) and not also plainly contiguous (a tensor with one channel is both)."""
+    layout = torch.channels_last if x.ndim == 4 else torch.channels_last_3d
+    return x.is_contiguous(memory_format=layout) and not x.is_contiguous()
 
 
 class FrameGroupNorm(nn.GroupNorm):
@@ -124,7 +133,7 @@ class ResBlock(nn.Module):
         scale, shift = self.emb_proj(emb)[:, :, None, None, None].chunk(2, dim=1)  # 2 x (B, C_out, 1, 1, 1)
         h = F.silu(self.norm2(h) * (1 + scale) + shift)
         h = self.conv2(self.dropout(h))
-        return self.skip(x) + h
+        return h + self.skip(x)  # h first: a sum takes its first operand's memory layout
 
 
 def split_heads(qkv: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -261,6 +270,7 @@ class UNet3D(nn.Module):
     def __init__(self, config: VDMConfig, video_channels: int, resolution: int) -> None:
         super().__init__()
         self.downsample_factor = config.downsample_factor
+        self.channels_last = config.channels_last
         self.grad_checkpointing = False
         """Recompute each block's activations in the backward pass instead of keeping them (less memory,
         about one more forward pass of compute); set from train.grad_checkpointing."""
@@ -315,6 +325,8 @@ class UNet3D(nn.Module):
 
         self.output_norm = FrameGroupNorm(largest_divisor(width, config.norm_groups), width)
         self.output_conv = zero_init(spatial_conv(width, video_channels))
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last_3d)  # the Conv3d weights; activations follow them
 
     def forward(self, z: torch.Tensor, logsnr: torch.Tensor, *, label: torch.Tensor | None = None,
                 frame_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -331,6 +343,8 @@ class UNet3D(nn.Module):
                 label = torch.full((B,), self.num_classes, dtype=torch.long, device=z.device)
             emb = emb + self.label_embedding(label)
 
+        if self.channels_last:
+            z = z.contiguous(memory_format=torch.channels_last_3d)
         x = self.input_conv(z)  # (B, ch, T, H, W)
         skips = [x]
         for layer in self.down:
