@@ -144,8 +144,9 @@ def measure(implementation: str, args: argparse.Namespace) -> dict:
     if implementation == "lucidrains":
         network, optimizer, loss_fn = build_lucidrains(preset, args, device)
     else:
-        network, optimizer, loss_fn = build_vidgen(preset, args, device, implementation == "vidgen-checkpointed",
-                                                   implementation == "vidgen-channels-last")
+        network, optimizer, loss_fn = build_vidgen(preset, args, device,
+                                                   checkpointing=implementation == "vidgen-checkpointed",
+                                                   channels_last=implementation == "vidgen-channels-last")
 
     step_ms = []
     for step in range(args.warmup + args.steps):
