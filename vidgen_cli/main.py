@@ -113,6 +113,7 @@ def sample(
     batch_size: Annotated[Optional[int], typer.Option(help="Videos generated at once (does not change them).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Sampler steps (diffusion).")] = None,
     sampler: Annotated[Optional[str], typer.Option(help="Diffusion: ancestral (default), pc, ddim or heun.")] = None,
+    eta: Annotated[Optional[float], typer.Option(help="Diffusion, --sampler ddim: noise eta (0: deterministic; 1: the ancestral posterior variance; default: model.ddim_eta).")] = None,
     time_offset: Annotated[Optional[float], typer.Option(help="StyleGAN-V: time of the first frame, in training frames.")] = None,
     truncation: Annotated[Optional[float], typer.Option(help="StyleGAN-V: truncation psi (1: none; lower: less variety, higher quality).")] = None,
     label: Annotated[Optional[int], typer.Option("--class", help="Diffusion, class-conditional: the class of every video (default: video i gets class (seed + i) mod classes).")] = None,
@@ -131,11 +132,11 @@ def sample(
                         ("--steps", steps), ("--cond-frames", cond_frames)):
         if value is not None and value <= 0:
             raise UserError(f"{name} must be > 0, got {value}")
-    for name, value in (("--time-offset", time_offset), ("--guidance", guidance),
+    for name, value in (("--time-offset", time_offset), ("--eta", eta), ("--guidance", guidance),
                         ("--guidance-recon", guidance_recon)):
         if value is not None and value < 0:
             raise UserError(f"{name} must be >= 0, got {value}")
-    given = {"time_offset": time_offset, "truncation": truncation, "sampler": sampler, "label": label,
+    given = {"time_offset": time_offset, "truncation": truncation, "sampler": sampler, "eta": eta, "label": label,
              "guidance": guidance, "extend": extend, "upsample": upsample, "cond_method": cond_method,
              "cond_frames": cond_frames, "guidance_recon": guidance_recon}
     options = {name: str(value) if isinstance(value, Path) else value

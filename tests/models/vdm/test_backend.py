@@ -83,3 +83,9 @@ def test_short_training_run_lowers_the_loss(tiny_recipe):
 def test_sampler_gamma_outside_unit_interval_is_a_config_error():
     with pytest.raises(ConfigError, match="model.sampler_gamma"):
         VDMConfig(sampler_gamma=1.5)
+
+
+def test_negative_ddim_eta_is_a_config_error():
+    with pytest.raises(ConfigError, match="model.ddim_eta"):
+        VDMConfig(ddim_eta=-0.1)
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -128,6 +129,20 @@ def test_ddim_with_eta_adds_noise_and_without_does_not():
     assert not torch.allclose(deterministic, stochastic)
 
 
+def test_ddim_at_eta_1_is_the_ancestral_sampler_at_gamma_0():
+    # Eq. 12 with c² = the posterior variance puts z_s at the posterior mean, plus noise drawn in the same
+    # order, so the two walks agree step for step.
+    denoise = gaussian_denoiser(0.3, 0.5)
+
+    def walk(name: str, **options) -> torch.Tensor:
+        generators = [torch.Generator().manual_seed(seed) for seed in (0, 1)]
+        noise = per_video_noise(generators, (64,), torch.device("cpu"), torch.float64)
+        return SAMPLERS[name](denoise, noise, schedule(8), generators, **options)
+
+    torch.testing.assert_close(walk("ddim", eta=1.0), walk("ancestral", gamma=0.0), rtol=0, atol=1e-12)
+    assert not torch.allclose(walk("ddim", eta=1.0), walk("ancestral", gamma=0.3))
+
+
 @pytest.mark.parametrize("name", SAMPLERS)
 def test_every_sampler_needs_one_generator_per_video(name):
     with pytest.raises(ValueError, match="one generator per video"):
@@ -165,3 +180,27 @@ def test_cli_sampler_option(tmp_path, tiny_vdm):
     assert (tmp_path / "s" / "sample-000000.mp4").is_file()
     manifest = json.loads((tmp_path / "s" / "samples.json").read_text())
     assert "ddim" in json.dumps(manifest)
+    run_cli("sample", str(run), "--out", str(tmp_path / "eta"), "--num", "1", "--frames", "2", "--steps", "2",
+            "--sampler", "ddim", "--eta", "1", check=True)
+    assert json.loads((tmp_path / "eta" / "samples.json").read_text())["options"]["eta"] == 1.0
+    for flags, message in ((["--sampler", "heun", "--eta", "0.5"], "does not apply to --sampler heun"),
+                           (["--sampler", "ddim", "--eta", "-1"], "--eta must be >= 0")):
+        bad = run_cli("sample", str(run), "--out", str(tmp_path / "bad"), "--num", "1", "--frames", "2", *flags)
+        assert bad.returncode != 0 and message in bad.stderr, bad.stderr
+        assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_ddim_eta_from_the_recipe_adds_seeded_noise_per_video(tiny_recipe, randomize_weights):
+    from vidgen.models.vdm.backend import VDMBackend
+
+    backend = VDMBackend(tiny_recipe)
+    nets = {"unet": randomize_weights(backend.networks["unet"])}
+    cpu = torch.device("cpu")
+
+    def ddim(seeds: list[int], eta: float) -> torch.Tensor:
+        backend.config = dataclasses.replace(backend.config, ddim_eta=eta)
+        return backend.sample(nets, seeds=seeds, frames=3, fps=8.0, device=cpu, sampler="ddim", steps=4)
+
+    deterministic, noisy = ddim([1, 2], 0.0), ddim([1, 2], 1.0)
+    assert not torch.allclose(deterministic, noisy, atol=1e-3)
+    torch.testing.assert_close(ddim([2], 1.0), noisy[1:], rtol=0, atol=1e-5)  # the seed's own noise, any batch

@@ -37,7 +37,7 @@ class VDMBackend(Backend):
     """networks: {"unet": UNet3D}; one phase, "main" (the diffusion loss), stepping one AdamW optimizer."""
 
     ema_networks = ("unet",)
-    sample_options = ("sampler", "label", "guidance", "extend", "upsample", "cond_method", "cond_frames",
+    sample_options = ("sampler", "eta", "label", "guidance", "extend", "upsample", "cond_method", "cond_frames",
                       "guidance_recon")
 
     def __init__(self, recipe: Recipe) -> None:
@@ -94,10 +94,12 @@ class VDMBackend(Backend):
 
     def sample(self, nets: Mapping[str, nn.Module], seeds: Sequence[int], frames: int, fps: float,
                device: torch.device, steps: int | None = None, *, sampler: str = "ancestral",
-               label: int | None = None, guidance: float | None = None, extend: torch.Tensor | None = None,
-               upsample: torch.Tensor | None = None, cond_method: str = "reconstruction",
+               eta: float | None = None, label: int | None = None, guidance: float | None = None,
+               extend: torch.Tensor | None = None, upsample: torch.Tensor | None = None,
+               cond_method: str = "reconstruction",
                cond_frames: int | None = None, guidance_recon: float | None = None) -> torch.Tensor:
-        """sampler: a name in vidgen.models.vdm.sampler.SAMPLERS (ancestral, pc, ddim, heun).
+        """sampler: a name in vidgen.models.vdm.sampler.SAMPLERS (ancestral, pc, ddim, heun); eta: DDIM's
+        noise (None: model.ddim_eta).
 
         label: the class of every video (class-conditional models; None: video i gets class seed_i mod
         num_classes); guidance: classifier-free guidance weight (None: model.guidance).
@@ -117,6 +119,10 @@ class VDMBackend(Backend):
         options = {"frame_correlation": correlation}
         if sampler in ("ancestral", "pc"):
             options["gamma"] = self.config.sampler_gamma
+        elif sampler == "ddim":
+            options["eta"] = self.config.ddim_eta if eta is None else eta
+        elif eta is not None:
+            raise UserError(f"--eta sets the DDIM sampler's noise; it does not apply to --sampler {sampler}")
         steps = self.recipe.sample.steps if steps is None else steps
         generators = [torch.Generator(device).manual_seed(seed) for seed in seeds]
         denoise = self._denoiser(nets["unet"], self._labels(seeds, label, device),

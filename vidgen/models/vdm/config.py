@@ -59,6 +59,10 @@ class VDMConfig:
     sampler_gamma: float = 0.3
     """Ancestral sampler noise: the step variance is (posterior variance)^(1 - gamma) x (forward-step
     variance)^gamma (Ho et al. 2022 §2, after Nichol & Dhariwal 2021); 0 adds the least noise, 1 the most."""
+    ddim_eta: float = 0.0
+    """DDIM sampler noise η (Song et al. 2021 eq. 16): 0 is the deterministic sampler (each video a fixed
+    function of its starting noise); 1 adds the posterior variance, which makes it the ancestral sampler at
+    sampler_gamma 0."""
     # --- Conditioning and guidance (Ho et al. 2022 §3.1, §4.3) ---
     num_classes: int = 0
     """Class-conditional when > 0: a label embedding (plus one "no label" entry) is added to the log-SNR
@@ -93,6 +97,8 @@ class VDMConfig:
             raise ConfigError(f"model.noise_correlation must lie in [0, 1), got {self.noise_correlation}")
         if not 0.0 <= self.sampler_gamma <= 1.0:
             raise ConfigError(f"model.sampler_gamma must lie in [0, 1], got {self.sampler_gamma}")
+        if self.ddim_eta < 0:
+            raise ConfigError(f"model.ddim_eta must be >= 0 (0: deterministic DDIM), got {self.ddim_eta}")
         if self.num_classes < 0:
             raise ConfigError(f"model.num_classes must be >= 0 (0: unconditional), got {self.num_classes}")
         if not 0.0 <= self.label_dropout < 1.0:
