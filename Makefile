@@ -43,7 +43,7 @@ bench: setup
 	$(PY) benchmarks/bench_stylegan_v.py --resolution 64 --width tiny --frames 16 256 1024   # GPU: --device cuda
 	$(VIDGEN) detectors install
 	$(PY) benchmarks/bench_metrics.py
-	$(PY) benchmarks/bench_vdm_sampling.py   # trains vdm-tiny into runs/bench-vdm-tiny first (4000 steps, ~30 min on 2 cores), then ~1 h of sampling
+	$(PY) benchmarks/bench_vdm_sampling.py   # trains vdm-tiny into runs/bench-vdm-tiny first (4000 steps, ~35 min on 2 cores), then ~2.3 h of sampling
 	$(PY) benchmarks/bench_data.py   # raw mp4 vs prepared data (vidgen data prepare), against the tiny recipes' step time
 
 clean:
