@@ -183,7 +183,7 @@ def test_cli_sampler_option(tmp_path, tiny_vdm):
     run_cli("sample", str(run), "--out", str(tmp_path / "eta"), "--num", "1", "--frames", "2", "--steps", "2",
             "--sampler", "ddim", "--eta", "1", check=True)
     assert json.loads((tmp_path / "eta" / "samples.json").read_text())["options"]["eta"] == 1.0
-    for flags, message in ((["--sampler", "heun", "--eta", "0.5"], "does not apply to --sampler heun"),
+    for flags, message in ((["--sampler", "heun", "--eta", "0.5"], "not apply to --sampler heun; add --sampler ddim"),
                            (["--sampler", "ddim", "--eta", "-1"], "--eta must be >= 0")):
         bad = run_cli("sample", str(run), "--out", str(tmp_path / "bad"), "--num", "1", "--frames", "2", *flags)
         assert bad.returncode != 0 and message in bad.stderr, bad.stderr

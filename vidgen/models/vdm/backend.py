@@ -122,7 +122,8 @@ class VDMBackend(Backend):
         elif sampler == "ddim":
             options["eta"] = self.config.ddim_eta if eta is None else eta
         elif eta is not None:
-            raise UserError(f"--eta sets the DDIM sampler's noise; it does not apply to --sampler {sampler}")
+            raise UserError(f"--eta sets the DDIM sampler's noise and does not apply to --sampler {sampler}; "
+                            "add --sampler ddim")
         steps = self.recipe.sample.steps if steps is None else steps
         generators = [torch.Generator(device).manual_seed(seed) for seed in seeds]
         denoise = self._denoiser(nets["unet"], self._labels(seeds, label, device),
