@@ -142,7 +142,6 @@ def quality_table(args: argparse.Namespace) -> None:
                                change, seconds))
         print(f"  {sampler}-{steps} {noise}: FVD {result.metrics[0].value:.1f}, frame change {change:.3f} "
               f"({seconds:.0f} s)", flush=True)
-    backend.config = trained_config
 
     reference = rows[0]
     print(f"\n(a) Quality per step: {recipe.run.name} at step {checkpoint_step(args.run)}, {args.videos} videos per "

@@ -88,4 +88,3 @@ def test_sampler_gamma_outside_unit_interval_is_a_config_error():
 def test_negative_ddim_eta_is_a_config_error():
     with pytest.raises(ConfigError, match="model.ddim_eta"):
         VDMConfig(ddim_eta=-0.1)
-
