@@ -35,8 +35,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from vidgen.core.config import Recipe, load_recipe  # noqa: E402
-from vidgen.core.data import build_dataset, make_train_loader  # noqa: E402
-from vidgen.core.prepare import PrepareConfig, prepare_dataset  # noqa: E402
+from vidgen.core.data.dataset import build_dataset  # noqa: E402
+from vidgen.core.data.loader import make_train_loader  # noqa: E402
+from vidgen.prepare import PrepareConfig, prepare_dataset  # noqa: E402
 from vidgen.core.synthetic import write_synthetic_dataset  # noqa: E402
 from vidgen.models.registry import build_backend  # noqa: E402
 

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from vidgen.core.data import find_videos  # noqa: E402
+from vidgen.core.data.sources import find_videos  # noqa: E402
 from vidgen.core.device import resolve_device  # noqa: E402
 from vidgen.core.io import read_video  # noqa: E402
 from vidgen.core.synthetic import write_synthetic_dataset  # noqa: E402

@@ -79,7 +79,7 @@ def mean_frame_change(videos: torch.Tensor) -> float:
 def real_frame_change(recipe, frames: int, count: int) -> float:
     """mean_frame_change of `count` training clips of `frames` frames, as the data loader cuts them."""
     from vidgen.core import layout
-    from vidgen.core.data import build_dataset
+    from vidgen.core.data.dataset import build_dataset
 
     dataset = build_dataset(dataclasses.replace(recipe.data, frames=frames), seed=recipe.run.seed)
     count = min(count, len(dataset.videos))

@@ -1,4 +1,4 @@
-"""`vidgen data prepare` (vidgen.core.prepare) and reading its output (vidgen.core.shards), on real tiny files."""
+"""`vidgen data prepare` (vidgen.prepare) and reading its output (vidgen.core.shards), on real tiny files."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import pytest
 import torch
 
 from tests.core.test_data import shapes
-from vidgen.core import prepare as prepare_module
+from vidgen import prepare as prepare_module
 from vidgen.core.config import DataConfig
-from vidgen.core.data import build_dataset, find_videos, make_train_loader, resize_center_crop
+from vidgen.core.data.dataset import build_dataset, resize_center_crop
+from vidgen.core.data.loader import make_train_loader
+from vidgen.core.data.sources import find_videos
 from vidgen.core.io import read_image, read_video, write_mp4, write_png
-from vidgen.core.prepare import PrepareConfig, layout_for, numbering_problem, prepare_dataset, resample
+from vidgen.prepare import PrepareConfig, layout_for, numbering_problem, prepare_dataset, resample
 from vidgen.core.shards import META_NAME, check_resolution, read_metadata
 from vidgen.errors import ConfigError, UserError
 
@@ -43,7 +45,7 @@ def source_frames(source: Path) -> dict[str, np.ndarray]:
 
 
 def prepared_frames(path: Path) -> dict[str, np.ndarray]:
-    """name -> all frames of each video of a prepared dataset, read back through vidgen.core.data."""
+    """name -> all frames of each video of a prepared dataset, read back through vidgen.core.data.dataset."""
     videos, skipped = find_videos(path)
     assert skipped == []
     return {video.name[len(f"{path}/"):]: video.read(np.arange(video.num_frames)) for video in videos}
@@ -172,7 +174,7 @@ def test_layout_follows_the_output_name() -> None:
 
 
 def test_frame_numbering_problems(tmp_path: Path) -> None:
-    from vidgen.core.data import FrameFolder
+    from vidgen.core.data.sources import FrameFolder
 
     def folder(names: list[str]) -> FrameFolder:
         return FrameFolder("f", tuple(tmp_path / f"{name}.png" for name in sorted(names)))  # name order, as indexed

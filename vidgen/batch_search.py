@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from vidgen.core.config import Recipe
-from vidgen.core.data import build_dataset, make_train_loader
+from vidgen.core.data.dataset import build_dataset
+from vidgen.core.data.loader import make_train_loader
 from vidgen.core.device import autocast, check_precision, make_grad_scaler
 from vidgen.errors import UserError
 

@@ -27,7 +27,7 @@ from rich.console import Console
 
 from vidgen import __version__
 from vidgen.core.config import DataConfig
-from vidgen.core.data import Video
+from vidgen.core.data.sources import Video
 from vidgen.core.device import resolve_device
 from vidgen.core.progress import task_progress
 from vidgen.errors import ConfigError, UserError

@@ -26,7 +26,9 @@ from vidgen.core import distributed, layout
 from vidgen.core.checkpoint import (checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint,
                                     prune_checkpoints, remove_stale_temp_files, save_checkpoint)
 from vidgen.core.config import Recipe, TrainConfig, recipe_from_dict
-from vidgen.core.data import build_dataset, make_train_loader, summarize_skipped
+from vidgen.core.data.dataset import build_dataset
+from vidgen.core.data.loader import make_train_loader
+from vidgen.core.data.sources import summarize_skipped
 from vidgen.core.device import (autocast, check_precision, configure_backends, make_grad_scaler,
                                 memory_allocated_mb, resolve_device)
 from vidgen.core.distributed import DistInfo

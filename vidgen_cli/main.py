@@ -200,14 +200,13 @@ def data_synth(
 ) -> None:
     """Write the built-in synthetic dataset (moving shapes) as mp4 files."""
     from vidgen.core.run_dir import ensure_writable_dir
-    from vidgen.core.synthetic import SceneStyle, write_synthetic_dataset
+    from vidgen.core.synthetic import SceneStyle, check_colours, write_synthetic_dataset
 
     for name, value in (("--num", num), ("--frames", frames), ("--size", size), ("--fps", fps),
                         ("--max-shapes", max_shapes)):
         if value <= 0:
             raise UserError(f"{name} must be > 0, got {value}")
-    if not 1 <= colours <= 7:
-        raise UserError(f"--colours must lie in 1..7 (the palette), got {colours}")
+    check_colours(colours, "--colours", UserError)  # UserError (exit 1), like the other options here
     ensure_writable_dir(out_dir)
     paths = write_synthetic_dataset(out_dir, num=num, frames=frames, size=size, fps=fps, seed=seed,
                                     style=SceneStyle(max_shapes, colours, textures))
@@ -218,7 +217,7 @@ def data_synth(
 @user_errors
 def data_info(path: Annotated[Path, typer.Argument(help="A dataset: video folder, frame folders or zip.")]) -> None:
     """Count, resolution, fps and frame counts of a dataset, and any unreadable files."""
-    from vidgen.core.data import dataset_info
+    from vidgen.core.data.info import dataset_info
 
     summary = dataset_info(path)
     table = Table("property", "value", title=str(path))

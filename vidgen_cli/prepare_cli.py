@@ -36,7 +36,7 @@ def prepare_command(
         help="Processes converting videos at once (0: in this process).")] = DEFAULT_WORKERS,
 ) -> None:
     """Resize every video once into a fast-to-read dataset; rerun the same command to resume after a stop."""
-    from vidgen.core.prepare import PrepareConfig, layout_for, prepare_dataset  # imports torch
+    from vidgen.prepare import PrepareConfig, layout_for, prepare_dataset  # imports torch
 
     cfg = PrepareConfig(resolution=resolution, layout=layout_for(out_path, layout), fps=fps)
     result = prepare_dataset(source, out_path, cfg, workers=workers, console=err)

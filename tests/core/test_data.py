@@ -13,15 +13,10 @@ import torch
 
 from vidgen.core.config import DataConfig
 from vidgen.core.clips import ContiguousClips
-from vidgen.core.data import (
-    TrainSampler,
-    build_dataset,
-    dataset_info,
-    make_train_loader,
-    resize_center_crop,
-    sample_key,
-    summarize_skipped,
-)
+from vidgen.core.data.dataset import build_dataset, resize_center_crop
+from vidgen.core.data.info import dataset_info
+from vidgen.core.data.loader import TrainSampler, make_train_loader, sample_key
+from vidgen.core.data.sources import summarize_skipped
 from vidgen.core.io import write_mp4, write_png
 from vidgen.core.synthetic import render_video, video_seed
 from vidgen.errors import UserError

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from vidgen.core.config import DataConfig
-from vidgen.core.data import build_dataset, make_train_loader, resize_center_crop
+from vidgen.core.data.dataset import build_dataset, resize_center_crop
+from vidgen.core.data.loader import make_train_loader
 from vidgen.core.io import read_video, write_mp4, write_png
 from vidgen.core.synthetic import SHAPE_KINDS, SceneStyle, make_scene, render_video
 from vidgen.errors import UserError

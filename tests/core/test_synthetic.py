@@ -115,5 +115,5 @@ def test_a_plain_style_has_one_colour_and_solid_shapes() -> None:
         assert scene.shapes[0].texture == "solid"
     varied = {make_scene(seed, SceneStyle(colours=3)).shapes[0].colour for seed in range(30)}
     assert varied == {tuple(float(c) for c in PALETTE[i]) for i in range(3)}
-    with pytest.raises(ValueError, match="colours in 1..7"):
+    with pytest.raises(ValueError, match="colours must lie in 1..7"):
         SceneStyle(colours=0)

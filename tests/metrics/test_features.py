@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vidgen.core.data import SyntheticVideo
+from vidgen.core.data.sources import SyntheticVideo
 from vidgen.core.synthetic import SceneStyle
 from vidgen.metrics.detectors import Detector
 from vidgen.metrics.features import ClipDataset, clip_batches, extract_features, generated_batches

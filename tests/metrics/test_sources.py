@@ -25,7 +25,7 @@ def test_synthetic_style_settings_reach_the_videos():
     spec = parse_synthetic("synthetic:videos=2", SyntheticSpec.from_data(data, seed=0))
     assert spec.make_videos()[0].style == data.synthetic_style
     assert parse_synthetic("synthetic:colours=7,textured=true", spec).style == DataConfig().synthetic_style
-    with pytest.raises(ConfigError, match="synthetic colours must lie in 1..7, got 8"):
+    with pytest.raises(ConfigError, match=r"synthetic.colours must lie in 1..7 \(the palette\), got 8"):
         parse_synthetic("synthetic:colours=8", spec)
 
 

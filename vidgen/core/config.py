@@ -80,8 +80,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check_positive(self, "data", ("resolution", "frames", "frame_stride", "fps", "synthetic_videos",
                                        "synthetic_frames", "synthetic_max_shapes"))
-        if not 1 <= self.synthetic_colours <= 7:
-            raise ConfigError(f"data.synthetic_colours must lie in 1..7 (the palette), got {self.synthetic_colours}")
+        from vidgen.core.synthetic import check_colours  # imported late, like SceneStyle in synthetic_style
+        check_colours(self.synthetic_colours, "data.synthetic_colours")
         if self.workers < 0:
             raise ConfigError(f"data.workers must be >= 0, got {self.workers}")
         if self.image_frames < 0:

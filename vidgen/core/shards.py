@@ -1,4 +1,4 @@
-"""Reading datasets written by `vidgen data prepare` (vidgen.core.prepare): their metadata, and the shards layout.
+"""Reading datasets written by `vidgen data prepare` (vidgen.prepare): their metadata, and the shards layout.
 
 Both layouts carry the same metadata, `vidgen-prepared.json`: a member of a frames zip, a file in a shards folder.
 It records the resolution the frames were resized to, so that training at another resolution is one clear error
@@ -17,7 +17,6 @@ no resizing. No torch here: `vidgen data info` and the metrics index datasets th
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from vidgen.core.files import LazyFile, file_fingerprint
 from vidgen.errors import ConfigError, UserError
 
 META_NAME = "vidgen-prepared.json"
@@ -83,47 +83,37 @@ def is_shards_dir(path: Path) -> bool:
 # Videos in shards
 
 
-class LazyShard:
-    """A shard memory-mapped on first use in each process.
-
-    Pickling a memmap would copy its whole array into the pickle (what a spawned DataLoader worker receives),
-    so the map is dropped when pickled and reopened in the process that reads.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._array: np.ndarray | None = None
-        self._pid: int | None = None
-
-    def array(self) -> np.ndarray:
-        if self._array is None or self._pid != os.getpid():
-            self._array, self._pid = _open_shard(self.path), os.getpid()
-        return self._array
-
-    def __getstate__(self) -> dict[str, object]:
-        return {"path": self.path, "_array": None, "_pid": None}
-
-
 @dataclass(frozen=True)
 class ShardVideo:
-    shard: LazyShard
+    shard: LazyFile[np.ndarray]
+    """The shard, memory-mapped on first use in each process."""
     offset: int
     """Row of the video's first frame in its shard."""
     num_frames: int
     fps: float | None
     resolution: int
-    relative_name: str
+    stored_name: str
     """The video's name in the prepared dataset (its path relative to the source, without extension)."""
 
     @property
     def name(self) -> str:
-        return f"{self.shard.path.parent}/{self.relative_name}"
+        return f"{self.shard.path.parent}/{self.stored_name}"
 
     def read(self, frames: np.ndarray) -> np.ndarray:
-        return np.asarray(self.shard.array()[self.offset + np.asarray(frames)])  # (F, R, R, 3) uint8
+        return np.asarray(self.shard.get()[self.offset + np.asarray(frames)])  # (F, R, R, 3) uint8
 
     def size(self) -> tuple[int, int]:
         return self.resolution, self.resolution
+
+    def relative_name(self, root: Path) -> str:
+        return self.stored_name
+
+    def fingerprint(self) -> str:
+        return file_fingerprint(self.shard.path, self.num_frames)
+
+    @property
+    def frame_names(self) -> tuple[str, ...]:
+        return ()
 
 
 def load_shards(path: Path) -> list[ShardVideo]:
@@ -132,7 +122,7 @@ def load_shards(path: Path) -> list[ShardVideo]:
     if meta is None or meta.get("layout") != "shards":
         raise UserError(f"{path} is not a shards folder written by `vidgen data prepare`")
     resolution = int(meta["resolution"])
-    shards: dict[str, tuple[LazyShard, int]] = {}  # file name -> (shard, its number of frames)
+    shards: dict[str, tuple[LazyFile[np.ndarray], int]] = {}  # file name -> (shard, its number of frames)
     videos = []
     for entry in meta["videos"]:
         try:
@@ -141,7 +131,7 @@ def load_shards(path: Path) -> list[ShardVideo]:
             raise UserError(f"{path}/{META_NAME} is damaged (a video without its shard, offset or frame count); "
                             f"{_PREPARE_HINT}") from None
         if name not in shards:  # each file is checked once, at indexing, not at the first clip
-            shards[name] = LazyShard(path / name), len(_open_shard(path / name, expect=resolution))
+            shards[name] = LazyFile(path / name, _open_shard), len(_open_shard(path / name, expect=resolution))
         shard, rows = shards[name]
         if offset + frames > rows:
             raise UserError(f"{shard.path} holds fewer frames than {META_NAME} lists; {_PREPARE_HINT}")

@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from vidgen.core.io import write_mp4
+from vidgen.errors import ConfigError
 
 ShapeKind = Literal["circle", "square", "triangle", "ring"]
 Texture = Literal["solid", "stripes", "checker"]
@@ -58,6 +58,13 @@ class Shape:
     """Radians per second."""
 
 
+def check_colours(value: int, name: str, error: type[Exception] = ConfigError) -> None:
+    """The range of every setting that picks a number of palette colours: `error` naming the setting (its recipe
+    key or option, e.g. data.synthetic_colours or --colours) unless `value` lies in 1..len(PALETTE)."""
+    if not 1 <= value <= len(PALETTE):
+        raise error(f"{name} must lie in 1..{len(PALETTE)} (the palette), got {value}")
+
+
 @dataclass(frozen=True)
 class SceneStyle:
     """How varied the scenes are. The default is the full variety; a tiny model trained for a few CPU minutes
@@ -71,8 +78,10 @@ class SceneStyle:
     """Shapes are solid, striped or checkered; false: solid only."""
 
     def __post_init__(self) -> None:
-        if self.max_shapes < 1 or not 1 <= self.colours <= len(PALETTE):
-            raise ValueError(f"need max_shapes >= 1 and colours in 1..{len(PALETTE)}, got {self}")
+        # A ValueError: settings are checked where the user gives them (ConfigError), so a bad style is a bug.
+        if self.max_shapes < 1:
+            raise ValueError(f"need max_shapes >= 1, got {self}")
+        check_colours(self.colours, "colours", ValueError)
 
 
 @dataclass(frozen=True)
@@ -188,6 +197,8 @@ def _rasterise(shape: Shape, times: np.ndarray, centres: np.ndarray,
 def write_synthetic_dataset(out_dir: str | Path, num: int, frames: int, size: int, fps: float, seed: int,
                             style: SceneStyle = SceneStyle()) -> list[Path]:
     """Render videos 0..num-1 (video i from video_seed(seed, i)) to out_dir/000000.mp4, ... and return the paths."""
+    from vidgen.core.io import write_mp4  # PyAV only when writing: recipes check colours with this module
+
     out_dir = Path(out_dir)
     times = np.arange(frames) / fps
     paths = []

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vidgen.core import layout
-from vidgen.core.data import Video
+from vidgen.core.data.sources import Video
 from vidgen.metrics.detectors import Detector
 
 

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidgen.core.config import DataConfig, coerce
-from vidgen.core.data import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, SyntheticVideo, Video, find_videos, summarize_skipped
+from vidgen.core.data.sources import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, SyntheticVideo, Video, find_videos,
+                                      summarize_skipped)
 from vidgen.core.run_dir import manifest_videos
 from vidgen.core.shards import META_NAME
-from vidgen.core.synthetic import PALETTE, SceneStyle, video_seed
+from vidgen.core.synthetic import SceneStyle, check_colours, video_seed
 from vidgen.errors import ConfigError, UserError
 
 SYNTHETIC = "synthetic"
@@ -58,8 +59,7 @@ class SyntheticSpec:
         spec = dataclasses.replace(self, **changes)
         if min(spec.videos, spec.frames, spec.resolution, spec.fps, spec.max_shapes) <= 0:
             raise ConfigError(f"synthetic settings must be > 0 (seed excepted): {settings}")
-        if not 1 <= spec.colours <= len(PALETTE):
-            raise ConfigError(f"synthetic colours must lie in 1..{len(PALETTE)}, got {spec.colours}")
+        check_colours(spec.colours, "synthetic.colours")
         return spec
 
     @property
@@ -94,7 +94,7 @@ def folder_fingerprint(path: Path) -> str:
         return digest.hexdigest()
     extensions = VIDEO_EXTENSIONS + IMAGE_EXTENSIONS
     for folder, dirs, files in os.walk(root, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # as vidgen.core.data indexes them
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # as vidgen.core.data.sources indexes them
         for name in sorted(files):
             # A prepared shards folder changes with its metadata file (rewritten by every `data prepare`).
             if name.startswith(".") or not (name.lower().endswith(extensions) or name == META_NAME):

@@ -20,7 +20,7 @@ from vidgen.core.clips import ClipSampler, ContiguousClips
 from vidgen.core.config import Recipe
 
 if TYPE_CHECKING:
-    from vidgen.core.data import VideoDataset
+    from vidgen.core.data.dataset import VideoDataset
 
 
 @dataclass(frozen=True)

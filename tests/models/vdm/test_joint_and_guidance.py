@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vidgen.core.config import DataConfig, TrainConfig
-from vidgen.core.data import build_dataset
+from vidgen.core.data.dataset import build_dataset
 from vidgen.errors import UserError
 from vidgen.models.vdm.backend import VDMBackend, joint_frame_mask
 from vidgen.models.vdm.unet import UNet3D

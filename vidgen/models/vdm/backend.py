@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from vidgen.core.config import Recipe
-from vidgen.core.data import VideoDataset
+from vidgen.core.data.dataset import VideoDataset
 from vidgen.errors import UserError
 from vidgen.models.base import Backend, Batch, Phase
 from vidgen.models.vdm import diffusion

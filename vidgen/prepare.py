@@ -6,7 +6,7 @@ step. Preparing does it once. Every frame is resized (short side) and centre-cro
 give (the loader's resize becomes a no-op), only sooner. Two layouts:
 
 - frames-zip: a .zip of frame folders, one folder of PNGs per video: StyleGAN-V's layout, lossless, read by
-  vidgen.core.data like any zip of frame folders;
+  vidgen.core.data.sources like any zip of frame folders;
 - shards: uint8 arrays [N, R, R, 3] read through a memory map (vidgen.core.shards): no decoding at all, at the
   price of uncompressed size on disk.
 
@@ -41,11 +41,12 @@ import numpy as np
 from rich.console import Console
 
 from vidgen import __version__
-from vidgen.core.data import (LABELS_FILE, VIDEO_EXTENSIONS, FrameFolder, Video, VideoFile, ZipFrameFolder,
-                              find_videos, labels_file, relative_name, resize_center_crop, summarize_skipped)
+from vidgen.core.data.dataset import resize_center_crop
+from vidgen.core.data.labels import LABELS_FILE, labels_file
+from vidgen.core.data.sources import VIDEO_EXTENSIONS, StoredVideo, find_videos, summarize_skipped
 from vidgen.core.io import VideoReadError, write_png
 from vidgen.core.progress import task_progress
-from vidgen.core.shards import FORMAT, FORMAT_VERSION, META_NAME, ShardVideo, read_metadata
+from vidgen.core.shards import FORMAT, FORMAT_VERSION, META_NAME, read_metadata
 from vidgen.errors import ConfigError, UserError
 
 Layout = Literal["frames-zip", "shards"]
@@ -112,8 +113,8 @@ class PrepareResult:
 
 def prepare_dataset(source: str | Path, out: str | Path, cfg: PrepareConfig, workers: int = 0,
                     console: Console | None = None) -> PrepareResult:
-    """Convert the videos under `source` (anything vidgen.core.data reads) into `out`, in `workers` processes
-    (0: in this one). Resumes an interrupted call with the same settings; see the module docstring."""
+    """Convert the videos under `source` (anything vidgen.core.data.sources finds) into `out`, in `workers`
+    processes (0: in this one). Resumes an interrupted call with the same settings; see the module docstring."""
     source, out = Path(source).expanduser(), Path(out).expanduser()
     console = console or Console(stderr=True)
     if workers < 0:
@@ -130,7 +131,7 @@ def prepare_dataset(source: str | Path, out: str | Path, cfg: PrepareConfig, wor
     finished = work.finished()
     jobs = []
     for video, name in zip(videos, names, strict=True):
-        fingerprint = _fingerprint(video)
+        fingerprint = video.fingerprint()
         if name not in finished or finished[name]["fingerprint"] != fingerprint:
             jobs.append(_Job(video, name, work.part(name), cfg, fingerprint))
 
@@ -156,9 +157,9 @@ def prepare_dataset(source: str | Path, out: str | Path, cfg: PrepareConfig, wor
     # Class labels from the source's dataset.json follow the videos to their new names (class sub-folders
     # need nothing: the names keep them).
     table = labels_file(source)
-    labels = None if table is None else {name: table[relative_name(source, video)]
+    labels = None if table is None else {name: table[video.relative_name(source)]
                                          for video, name in zip(videos, names, strict=True)
-                                         if relative_name(source, video) in table}
+                                         if video.relative_name(source) in table}
     with task_progress(console, "pack", total=len(entries)) as advance:
         work.assemble(entries, skipped, source, labels, advance)
     work.remove()
@@ -176,19 +177,14 @@ def resample(num_frames: int, source_fps: float | None, target_fps: float | None
     return np.minimum(nearest, num_frames - 1)
 
 
-def numbering_problem(video: Video) -> str | None:
+def numbering_problem(video: StoredVideo) -> str | None:
     """Why a frame folder's numbered frames would play wrongly, or None.
 
     Frames are read in name order, so a missing frame is silently a jump in time, and unpadded numbers (img_10
     sorting before img_2) silently shuffle it. Frames numbered in steps (0, 2, 4, ...) are fine: only a step
     larger than the others is a gap.
     """
-    if isinstance(video, FrameFolder):
-        stems = [path.stem for path in video.paths]
-    elif isinstance(video, ZipFrameFolder):
-        stems = [Path(member).stem for member in video.members]
-    else:
-        return None
+    stems = video.frame_names  # empty for a video file or a shard: nothing to check
     found = [re.search(r"(\d+)$", stem) for stem in stems]
     if len(found) < 3 or not all(found):
         return None
@@ -207,7 +203,7 @@ def numbering_problem(video: Video) -> str | None:
 
 @dataclass(frozen=True)
 class _Job:
-    video: Video
+    video: StoredVideo
     name: str
     part: Path
     cfg: PrepareConfig
@@ -331,7 +327,7 @@ def _init_worker() -> None:
 # Names and the work folder
 
 
-def _output_names(videos: Sequence[Video], root: Path) -> list[str]:
+def _output_names(videos: Sequence[StoredVideo], root: Path) -> list[str]:
     """Each video's folder name in the output: its path under `root`, without a video extension (kept where two
     videos would otherwise share a name, as a.mp4 and a.webm)."""
     prefix = f"{root}/"
@@ -341,22 +337,6 @@ def _output_names(videos: Sequence[Video], root: Path) -> list[str]:
     stems = [name[:name.rindex(".")] if name.lower().endswith(VIDEO_EXTENSIONS) else name for name in relative]
     counts = Counter(stems)
     return [stem if counts[stem] == 1 else name for stem, name in zip(stems, relative, strict=True)]
-
-
-def _fingerprint(video: Video) -> str:
-    """Changes when the video's source file changes (then a resumed call converts it again)."""
-    if isinstance(video, VideoFile):
-        path = video.info.path
-    elif isinstance(video, FrameFolder):
-        path = video.paths[-1]
-    elif isinstance(video, ZipFrameFolder):
-        path = video.archive.path
-    elif isinstance(video, ShardVideo):
-        path = video.shard.path
-    else:
-        path = Path(video.name)
-    stat = path.stat() if path.exists() else None
-    return f"{video.num_frames}:{stat.st_size if stat else 0}:{stat.st_mtime_ns if stat else 0}"
 
 
 def _finished_dataset(out: Path, cfg: PrepareConfig) -> dict[str, Any] | None:
