@@ -54,7 +54,8 @@ class MappingNetwork(nn.Module):
     def forward(self, z: torch.Tensor, truncation: float = 1.0, update_w_avg: bool = True) -> torch.Tensor:
         w = self.layers(normalize_2nd_moment(z.to(self.w_avg.dtype)))  # [B, w_dim]
         if self.training and update_w_avg:
-            self.w_avg.copy_(w.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+            # In float32 whatever autocast computed w in: the running mean is a float32 buffer.
+            self.w_avg.copy_(w.detach().mean(dim=0).to(self.w_avg.dtype).lerp(self.w_avg, self.w_avg_beta))
         if truncation != 1.0:
             w = self.w_avg.lerp(w, truncation)  # w_avg + psi (w - w_avg)
         return w
@@ -152,9 +153,15 @@ class MotionEncoder(nn.Module):
         return index, t_left, t_left + self.delta, remainder / self.delta
 
     def forward(self, t: torch.Tensor, motion_z: torch.Tensor) -> torch.Tensor:
-        """t [B, T] frame times (>= 0, fractional allowed); motion_z [B, L, z_m] -> v [B, T, v_dim]."""
+        """t [B, T] frame times (>= 0, fractional allowed); motion_z [B, L, z_m] -> v [B, T, v_dim].
+
+        Always computed in the parameters' dtype (float32), also under autocast: bfloat16's 8 significant bits
+        cannot resolve the phases omega t at times in the hundreds of frames."""
+        with torch.autocast(t.device.type, enabled=False):
+            return self._codes(t.to(self.encoding.aligner.weight.dtype), motion_z)
+
+    def _codes(self, t: torch.Tensor, motion_z: torch.Tensor) -> torch.Tensor:
         batch, frames = t.shape
-        t = t.to(self.encoding.aligner.weight.dtype)
         if frames and float(t.min()) < 0:
             raise ValueError("frame times must be >= 0")
         u = self.mapping(motion_z)  # [B, L', v]
