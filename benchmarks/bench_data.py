@@ -34,7 +34,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from vidgen.core.config import Recipe, load_recipe  # noqa: E402
+from vidgen.core.config import Recipe  # noqa: E402
+from vidgen.recipe import load_recipe  # noqa: E402
 from vidgen.core.data.dataset import build_dataset  # noqa: E402
 from vidgen.core.data.loader import make_train_loader  # noqa: E402
 from vidgen.prepare import PrepareConfig, prepare_dataset  # noqa: E402

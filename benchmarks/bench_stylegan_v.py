@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from vidgen.core.config import DataConfig, Recipe, RunConfig, TrainConfig  # noqa: E402
 from vidgen.core.device import configure_backends  # noqa: E402
 from vidgen.models.stylegan_v.backend import StyleGANVBackend  # noqa: E402
-from vidgen.models.stylegan_v.config import StyleGANVConfig  # noqa: E402
+from vidgen.models.stylegan_v.config import StyleGANVConfig, StyleGANVSampleConfig  # noqa: E402
 from vidgen.models.stylegan_v.generator import Generator  # noqa: E402
 
 WIDTHS = {
@@ -46,7 +46,7 @@ def make_recipe(args: argparse.Namespace) -> Recipe:
     model = StyleGANVConfig(**WIDTHS[args.width], **extra, render_chunk=args.render_chunk)
     return Recipe(run=RunConfig(name="bench"), data=DataConfig(resolution=args.resolution, frames=3, fps=25.0),
                   model=model, train=TrainConfig(batch_size=args.batch, lr=0.0025, betas=(0.0, 0.99),
-                                                 grad_clip=None))
+                                                 grad_clip=None), sample=StyleGANVSampleConfig())
 
 
 def _log2(n: int) -> int:
@@ -156,9 +156,9 @@ def case_sampling(args: argparse.Namespace, device: torch.device, frames: int, r
     backend.networks.to(device).eval()
     seeds = list(range(args.videos))
     if device.type == "cuda":
-        backend.sample(backend.networks, seeds, frames=min(frames, 16), fps=25.0, device=device)  # warm-up
+        backend.sample(backend.networks, seeds, min(frames, 16), device)  # warm-up
         torch.cuda.reset_peak_memory_stats(device)
-    seconds = _timed(lambda: backend.sample(backend.networks, seeds, frames=frames, fps=25.0, device=device),
+    seconds = _timed(lambda: backend.sample(backend.networks, seeds, frames, device),
                      device, repeats=1, warmup=0)
     output_mb = len(seeds) * 3 * frames * args.resolution ** 2 * 4 / 2**20
     return {"frames_per_s": len(seeds) * frames / seconds, "peak_mb": _peak_mb(device, rss_before),

@@ -128,8 +128,8 @@ def quality_table(args: argparse.Namespace) -> None:
 
         def sample(seeds: list[int], frames: int, sampler: str = sampler, steps: int = steps,
                    changes: list = changes) -> torch.Tensor:
-            videos = backend.sample(backend.networks, seeds, frames=frames, fps=recipe.data.fps, device=device,
-                                    steps=steps, sampler=sampler)
+            videos = backend.sample(backend.networks, seeds, frames, device,
+                                    recipe.sample_options(steps=steps, sampler=sampler))
             changes.append((mean_frame_change(videos), len(seeds)))
             return videos
 
@@ -193,9 +193,9 @@ def timed(fn, device: torch.device, repeats: int) -> float:
 
 
 def speed_table(args: argparse.Namespace) -> None:
-    from vidgen.core.config import DataConfig, Recipe, RunConfig, SampleConfig
+    from vidgen.core.config import DataConfig, Recipe, RunConfig
     from vidgen.models.vdm.backend import VDMBackend
-    from vidgen.models.vdm.config import VDMConfig
+    from vidgen.models.vdm.config import VDMConfig, VDMSampleConfig
 
     device = torch.device(args.device)
     preset = PRESETS[args.preset]
@@ -208,7 +208,7 @@ def speed_table(args: argparse.Namespace) -> None:
                       blocks_per_level=preset.blocks_per_level, attention_resolutions=preset.attention_resolutions,
                       head_channels=preset.head_channels)
     recipe = Recipe(run=RunConfig(name="bench"), data=DataConfig(resolution=preset.resolution, frames=preset.frames),
-                    model=model, sample=SampleConfig())
+                    model=model, sample=VDMSampleConfig())
     backend = VDMBackend(recipe)
     backend.networks.to(device).eval()
     seeds = list(range(args.speed_batch))
@@ -222,8 +222,8 @@ def speed_table(args: argparse.Namespace) -> None:
         rows.append(("lucidrains ancestral", steps, steps, seconds))
     for sampler, steps in [("ancestral", s) for s in args.speed_steps] + [("ddim", 50), ("heun", 18)]:
         with torch.no_grad():
-            seconds = timed(lambda: backend.sample(backend.networks, seeds, frames=preset.frames, fps=8.0,
-                                                   device=device, steps=steps, sampler=sampler),
+            options = recipe.sample_options(steps=steps, sampler=sampler)
+            seconds = timed(lambda: backend.sample(backend.networks, seeds, preset.frames, device, options),
                             device, args.repeats)
         rows.append((f"vidgen {sampler}", steps, network_evaluations(sampler, steps), seconds))
 

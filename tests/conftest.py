@@ -9,21 +9,12 @@ from pathlib import Path
 
 import pytest
 
-# A vdm-tiny variant small enough for tests: same code paths, a fraction of the width.
-TINY_VDM = [
-    "model.channels=8", "model.channel_mults=[1,2]", "model.attention_resolutions=[8]",
-    "model.temporal_attention_resolutions=[8]",
-    "model.head_channels=8", "model.norm_groups=4", "data.resolution=16", "data.frames=4",
-    "data.synthetic_videos=64", "data.workers=0", "train.batch_size=2", "train.warmup_steps=0",
-    "train.log_every=1", "sample.steps=4", "sample.num=2",
-]
+from vidgen.models.registry import BACKENDS
 
-# A stylegan-v-tiny variant for tests: 16x16, narrow, a few fake-clip times.
-TINY_SGV = [
-    "model.z_dim=8", "model.w_dim=8", "model.motion_z_dim=8", "model.motion_v_dim=8", "model.channel_base=128",
-    "model.channel_max=8", "data.resolution=16", "data.synthetic_videos=64", "data.workers=0",
-    "train.batch_size=4", "train.log_every=1", "sample.num=2", "sample.frames=5",
-]
+# The tiny test variants the registry declares for the backend contract suite: same code paths, a fraction of
+# the width.
+TINY_VDM = list(BACKENDS["vdm"].test_overrides)
+TINY_SGV = list(BACKENDS["stylegan-v"].test_overrides)
 
 
 def set_args(overrides: list[str]) -> list[str]:

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from vidgen.batch_search import find_max_batch, largest_fitting
-from vidgen.core.config import load_recipe
 from vidgen.errors import UserError
+from vidgen.recipe import load_recipe
 
 
 @pytest.mark.parametrize("threshold", [0, 1, 2, 3, 5, 64, 100, 1000, 1024])

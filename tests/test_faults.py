@@ -19,9 +19,9 @@ from rich.console import Console
 from tests.conftest import TINY_VDM, set_args
 from vidgen.core import checkpoint
 from vidgen.core.checkpoint import list_checkpoints, load_checkpoint
-from vidgen.core.config import load_recipe
 from vidgen.core.run_dir import read_metrics
 from vidgen.errors import UserError
+from vidgen.recipe import load_recipe
 from vidgen.train import resolve_run, train
 
 QUIET = Console(quiet=True)

@@ -226,7 +226,7 @@ def newer_checkpoint(tmp_path: Path, datasets: dict) -> list[str]:
     import torch
 
     from vidgen.core.checkpoint import FORMAT_VERSION, checkpoint_path, save_checkpoint
-    from vidgen.core.config import load_recipe
+    from vidgen.recipe import load_recipe
 
     recipe = load_recipe("vdm-tiny", TINY_VDM)
     run = tmp_path / "run"

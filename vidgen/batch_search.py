@@ -1,7 +1,8 @@
 """`vidgen train RECIPE --max-batch-search`: the largest per-GPU batch whose training step fits in memory.
 
-Each candidate batch runs one real training step of the recipe (every phase: forward, loss, backward, optimizer
-step, at the recipe's precision and gradient checkpointing) on a batch from its own dataset. Doubling finds a
+Each candidate batch runs one real training step of the recipe (vidgen.step.train_step, as the training loop:
+every phase, forward, loss, backward, optimizer step, at the recipe's precision and gradient checkpointing) on a
+batch from its own dataset. Doubling finds a
 batch that does not fit, bisection the boundary; a CUDA out-of-memory error means "does not fit". Memory is
 only the limit on GPUs, so the search refuses other devices.
 """
@@ -16,8 +17,9 @@ import torch
 from vidgen.core.config import Recipe
 from vidgen.core.data.dataset import build_dataset
 from vidgen.core.data.loader import make_train_loader
-from vidgen.core.device import autocast, check_precision, make_grad_scaler
+from vidgen.core.device import check_precision
 from vidgen.errors import UserError
+from vidgen.step import StepContext, TrainState, batch_to_device, train_step
 
 
 @dataclass(frozen=True)
@@ -58,42 +60,32 @@ def largest_fitting(fits: Callable[[int], bool], limit: int) -> tuple[int, dict[
 
 def find_max_batch(recipe: Recipe, device: torch.device, limit: int = 1024) -> BatchSearchResult:
     """Search the recipe's per-GPU batch on `device` (a CUDA device)."""
-    from vidgen.core import layout
     from vidgen.models.registry import build_backend
 
     if device.type != "cuda":
         raise UserError(f"--max-batch-search needs a CUDA device (memory is what limits the batch there); got "
                         f"{device}. Pass --device cuda")
-    precision = recipe.train.precision
-    check_precision(precision, device)
+    check_precision(recipe.train.precision, device)
     backend = build_backend(recipe)
     backend.networks.to(device).train()
-    optimizers = backend.make_optimizers()
-    scaler = make_grad_scaler(device, precision)
+    # The training state of a run (EMA copies and optimizer moments count against memory too), stepped by the
+    # training loop's own step function.
+    state = TrainState.create(backend, recipe.train.precision, device, [torch.Generator(device).manual_seed(0)])
+    context = StepContext(recipe.train, device, backend.networks)
     dataset = build_dataset(recipe.data, seed=recipe.run.seed, clips=backend.training_clips())
-    generator = torch.Generator(device).manual_seed(0)
 
     def fits(batch_size: int) -> bool:
         loader = make_train_loader(dataset, batch_size=batch_size, seed=recipe.run.seed, start_sample=0, workers=0)
-        raw = next(iter(loader))
-        batch = {"video": layout.to_model(raw["video"].to(device)), "times": raw["times"].to(device)}
-        if "label" in raw:
-            batch["label"] = raw["label"].to(device)
+        batch = batch_to_device(next(iter(loader)), device)
         try:
-            for phase in backend.phases():  # every phase, as the first step of a run does
-                with autocast(device, precision):
-                    loss, _ = backend.loss(phase.name, batch, backend.networks, generator)
-                scaler.scale(loss).backward()
-                scaler.step(optimizers[phase.optimizer])
-                scaler.update()
-                optimizers[phase.optimizer].zero_grad(set_to_none=True)
+            train_step(state, [batch], context)  # every phase, as the first step of a run does
             torch.cuda.synchronize(device)
             return True
         except torch.cuda.OutOfMemoryError:
             return False
         finally:
             del batch
-            for optimizer in optimizers.values():
+            for optimizer in state.optimizers.values():
                 optimizer.zero_grad(set_to_none=True)
             torch.cuda.empty_cache()
 

@@ -17,18 +17,23 @@ does no real-side work.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from rich.console import Console
+from torch import nn
 
 from vidgen import __version__
-from vidgen.core.config import DataConfig
+from vidgen.core import distributed
+from vidgen.core.config import DataConfig, Recipe
 from vidgen.core.data.sources import Video
 from vidgen.core.device import resolve_device
+from vidgen.core.distributed import DistInfo
 from vidgen.core.progress import task_progress
 from vidgen.errors import ConfigError, UserError
 from vidgen.metrics.detectors import Detector, load_detector, vidgen_home
@@ -41,6 +46,9 @@ from vidgen.metrics.protocols import Protocol, get_protocols, select_fake_clips,
 from vidgen.metrics.sources import SyntheticSpec, folder_fingerprint, index_videos, is_run, parse_synthetic
 from vidgen.metrics.stats import FeatureBank, MomentAccumulator
 from vidgen.metrics.statsfile import RealStats, cache_path
+
+if TYPE_CHECKING:
+    from vidgen.models.base import Backend
 
 JSON_SCHEMA = "vidgen-eval/1"
 RealOrigin = Literal["computed", "cache", "file"]
@@ -152,14 +160,15 @@ class GeneratorSource:
 def evaluate(real: str | Path, fake: str | Path | GeneratorSource, metrics: str | Sequence[str | Protocol], *, seed: int = 0,
              device: str = "auto", allow_fewer: bool = False, save_stats: Path | None = None,
              detector_dir: Path | None = None, detector_files: Mapping[str, Path] | None = None,
-             batch_size: int = 4, workers: int = 2, sample_batch_size: int | None = None,
-             sample_steps: int | None = None, use_cache: bool = True, cache_dir: Path | None = None,
-             console: Console | None = None) -> EvalResult:
+             batch_size: int = 4, workers: int = 2, sample_options: Mapping[str, Any] | None = None,
+             use_cache: bool = True, cache_dir: Path | None = None, console: Console | None = None) -> EvalResult:
     """Score `fake` against `real` with each protocol in `metrics` (names, or Protocol objects for custom
     budgets). `seed` picks the real clips and the fake sample seeds (seed, seed + 1, ...). With
     `allow_fewer`, fewer videos than a protocol asks for (or videos too short for its clips, then left out)
     give a result labelled with the count actually used instead of an error. `batch_size` clips go through
-    the detector at once, decoded by `workers` DataLoader processes."""
+    the detector at once, decoded by `workers` DataLoader processes. `sample_options`: when `fake` is a run,
+    sampling options in place of its recipe's (e.g. {"steps": 50, "batch_size": 16}), checked as `vidgen sample`
+    checks them."""
     if batch_size < 1 or workers < 0:
         raise ConfigError(f"batch size must be >= 1 and workers >= 0, got {batch_size} and {workers}")
     protocols = get_protocols(metrics)
@@ -180,7 +189,7 @@ def evaluate(real: str | Path, fake: str | Path | GeneratorSource, metrics: str 
         fake_path, fake_run = Path("<generator>"), fake
     else:
         fake_path = Path(fake)
-        fake_run = _open_run(fake_path, dev, sample_batch_size, sample_steps) if is_run(fake_path) else None
+        fake_run = _open_run(fake_path, dev, sample_options or {}) if is_run(fake_path) else None
     groups = _groups(protocols)
     fake_clips = {} if fake_run is not None else _fake_folder_clips(fake_path, groups, opts)
 
@@ -381,16 +390,47 @@ def _groups(protocols: Sequence[Protocol]) -> list[list[Protocol]]:
     return list(groups.values())
 
 
-def _open_run(path: Path, device: torch.device, batch_size: int | None, steps: int | None) -> GeneratorSource:
+def _open_run(path: Path, device: torch.device, options: Mapping[str, Any]) -> GeneratorSource:
     from vidgen.sample import load_for_sampling
 
     recipe, backend = load_for_sampling(path, device)
-    fps = recipe.sample.fps or recipe.data.fps
-    steps = steps or recipe.sample.steps
+    sample = recipe.sample_options(**options)
 
-    def sample(seeds: list[int], frames: int) -> torch.Tensor:
-        return backend.sample(backend.networks, seeds, frames=frames, fps=fps, device=device, steps=steps)
+    def generate(seeds: list[int], frames: int) -> torch.Tensor:
+        return backend.sample(backend.networks, seeds, frames, device, sample)
 
     data = recipe.data if recipe.data.source == "synthetic" else DataConfig()
     synthetic = SyntheticSpec.from_data(data, recipe.run.seed if data is recipe.data else 0)
-    return GeneratorSource(sample, batch_size or recipe.sample.batch_size, synthetic)
+    return GeneratorSource(generate, sample.batch_size, synthetic)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The metric during training
+
+
+def score_during_training(backend: Backend, nets: Mapping[str, nn.Module], recipe: Recipe, device: torch.device,
+                          console: Console, dist: DistInfo) -> tuple[str, float] | None:
+    """train.eval_metric of the networks `nets` (the EMA copies) against the real data (whose statistics the
+    cache keeps): (label, score) on rank 0, None on the others. Every rank generates and featurises its block of
+    the fake videos' seeds; rank 0 gathers their statistics, so the score is the one a single process gets for
+    the same seeds."""
+    cfg = recipe.train
+    protocol = get_protocols([cfg.eval_metric])[0]
+    if cfg.eval_videos is not None:
+        protocol = dataclasses.replace(protocol, num_videos=cfg.eval_videos)
+
+    def generate(seeds: list[int], frames: int) -> torch.Tensor:
+        return backend.sample(nets, seeds, frames, device)
+
+    ranks = (RankShare(dist.rank, dist.world_size, functools.partial(distributed.all_gather_objects, dist))
+             if dist.active else None)
+    source = GeneratorSource(generate, recipe.sample.batch_size,
+                             SyntheticSpec.from_data(recipe.data, recipe.run.seed), ranks)
+    with torch.no_grad():
+        if not dist.is_main:  # rank 0 computes the real side meanwhile, then joins the gather
+            contribute_generated_statistics(source, [protocol], seed=recipe.run.seed, device=device)
+            return None
+        # allow_fewer: a small dataset must not end a long run; the label then carries the count used.
+        result = evaluate(cfg.eval_real or recipe.data.source, source, [protocol], seed=recipe.run.seed,
+                          device=str(device), allow_fewer=True, console=console)
+    return result.metrics[0].label, result.metrics[0].value

@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
+from torch import nn
 
 from vidgen.core import layout
 from vidgen.core.checkpoint import latest_checkpoint, load_checkpoint
-from vidgen.core.config import Recipe, recipe_from_dict
+from vidgen.core.config import Recipe
 from vidgen.core.device import resolve_device
 from vidgen.core.progress import task_progress
 from vidgen.core.run_dir import RunDir, ensure_writable_dir, write_samples_manifest
 from vidgen.errors import UserError
 from vidgen.models.base import Backend
 from vidgen.models.registry import build_backend
+from vidgen.recipe import recipe_from_dict
 
 PREVIEW_VIDEOS = 64
 """The grid mp4 and the contact sheet show at most this many videos."""
-VIDEO_INPUTS = ("extend", "upsample")
-"""Sampling options whose value is a video file, read here and handed to the backend as a tensor."""
+PREVIEW_DURING_TRAINING = 16
+"""Videos in the grid that training writes every train.sample_every steps."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ def load_for_sampling(run_or_checkpoint: Path, device: torch.device) -> tuple[Re
 
 def _load(path: Path, device: torch.device) -> tuple[Recipe, Backend, int]:
     state = load_checkpoint(path)
-    recipe = recipe_from_dict(state["config"], source=str(path))
+    recipe = recipe_from_dict(state["config"], source=str(path), saved=True)
     backend = build_backend(recipe)
     weights = dict(state["networks"])
     weights.update(state["ema"])  # EMA copies replace the raw weights of the networks that have one
@@ -61,46 +66,31 @@ def _load(path: Path, device: torch.device) -> tuple[Recipe, Backend, int]:
     return recipe, backend, state["step"]
 
 
-def sample(run_or_checkpoint: Path, out_dir: Path, num: int | None = None, frames: int | None = None,
-           fps: float | None = None, seed: int | None = None, batch_size: int | None = None,
-           steps: int | None = None, device: str = "auto", console: Console | None = None,
-           **options: float | str) -> SampleResult:
-    """Write `num` videos (video i from seed + i) as mp4 files, plus a grid mp4 and a contact sheet.
+def sample(run_or_checkpoint: Path, out_dir: Path, options: Mapping[str, Any] | None = None,
+           device: str = "auto", console: Console | None = None) -> SampleResult:
+    """Write sample.num videos (video i from sample.seed + i) as mp4 files, plus a grid mp4 and a contact sheet.
 
-    `options` are backend-specific sampling options (Backend.sample_options), e.g. StyleGAN-V's truncation;
-    those in VIDEO_INPUTS are paths of videos to condition on (diffusion: --extend, --upsample)."""
+    `options` replace values of the run's sample section, by name (the backend's sample config: num, frames,
+    fps, seed, batch_size, and its own, such as a diffusion sampler's steps or StyleGAN-V's truncation); they
+    are checked as the recipe's are, and one the backend does not take is a one-line error."""
     from vidgen.core.io import make_grid, write_contact_sheet, write_mp4
 
     console = console or Console(stderr=True)
     dev = resolve_device(device)
     checkpoint = find_checkpoint(run_or_checkpoint)
     recipe, backend, step = _load(checkpoint, dev)
-    unsupported = sorted(set(options) - set(backend.sample_options))
-    if unsupported:
-        flag = {"label": "--class"}.get(unsupported[0], "--" + unsupported[0].replace("_", "-"))
-        raise UserError(f"{flag} does not apply to a '{recipe.model.name}' model")
+    cfg = recipe.sample_options(**(options or {}))
     ensure_writable_dir(out_dir)
-    backend_options: dict[str, object] = dict(options)
-    for name in VIDEO_INPUTS:
-        if name in options:
-            backend_options[name] = read_input_video(Path(str(options[name])), dev)
-    if "upsample" in backend_options:  # super-resolution keeps the input's length
-        frames = frames or backend_options["upsample"].shape[1]
-    cfg = recipe.sample
-    num = num or cfg.num
-    frames = frames or cfg.frames or recipe.data.frames
-    fps = fps or cfg.fps or recipe.data.fps
-    seed = cfg.seed if seed is None else seed
-    batch_size = batch_size or cfg.batch_size
-    seeds = list(range(seed, seed + num))
+    frames = recipe.output_frames(cfg)
+    fps = recipe.output_fps(cfg)
+    seeds = list(range(cfg.seed, cfg.seed + cfg.num))
 
     videos: list[Path] = []
     previews = []  # only the first PREVIEW_VIDEOS are kept in memory, for the grid and the contact sheet
-    with torch.no_grad(), task_progress(console, "sample", total=num) as advance:
-        for start in range(0, num, batch_size):
-            batch_seeds = seeds[start:start + batch_size]
-            generated = backend.sample(backend.networks, batch_seeds, frames=frames, fps=fps, device=dev,
-                                       steps=steps, **backend_options)
+    with torch.no_grad(), task_progress(console, "sample", total=cfg.num) as advance:
+        for start in range(0, cfg.num, cfg.batch_size):
+            batch_seeds = seeds[start:start + cfg.batch_size]
+            generated = backend.sample(backend.networks, batch_seeds, frames, dev, cfg)
             for video_seed, video in zip(batch_seeds, layout.to_uint8(generated.cpu()).numpy()):
                 path = out_dir / f"sample-{video_seed:06d}.mp4"
                 write_mp4(path, video, fps=fps)
@@ -112,14 +102,22 @@ def sample(run_or_checkpoint: Path, out_dir: Path, num: int | None = None, frame
     write_mp4(grid, make_grid(previews), fps=fps)
     sheet = out_dir / "contact_sheet.png"
     write_contact_sheet(sheet, previews)
+    # Provenance: every sampling option in force (the run's defaults and the given ones); the frame count
+    # written (super-resolution keeps its input's).
     write_samples_manifest(out_dir, videos, checkpoint=str(checkpoint), step=step, model=recipe.model.name,
-                           seeds=seeds, frames=frames, fps=fps, steps=steps, options=options)
+                           seeds=seeds, frames=previews[0].shape[0], fps=fps, options=dataclasses.asdict(cfg))
     return SampleResult(videos, grid, sheet)
 
 
-def read_input_video(path: Path, device: torch.device) -> torch.Tensor:
-    """A whole video file as the model sees it: float (C, T, H, W) in [-1, 1]."""
-    from vidgen.core.io import read_video
+def write_preview(backend: Backend, nets: Mapping[str, nn.Module], recipe: Recipe, path: Path,
+                  device: torch.device) -> None:
+    """A grid mp4 of the first PREVIEW_DURING_TRAINING videos of the recipe's sample section, from `nets` (the
+    training loop's EMA copies)."""
+    from vidgen.core.io import make_grid, write_mp4
 
-    frames = torch.from_numpy(read_video(path))  # (T, H, W, 3) uint8; a bad file is a one-line error
-    return layout.to_model(frames[None].to(device))[0]
+    cfg = recipe.sample
+    seeds = list(range(cfg.seed, cfg.seed + min(cfg.num, PREVIEW_DURING_TRAINING)))
+    with torch.no_grad():
+        videos = backend.sample(nets, seeds, recipe.output_frames(), device)
+    frames = layout.to_uint8(videos.cpu()).numpy()
+    write_mp4(path, make_grid(list(frames)), fps=recipe.output_fps())

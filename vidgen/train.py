@@ -9,10 +9,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import math
 import signal
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,24 +19,26 @@ from typing import Any
 import torch
 from rich.console import Console
 from rich.markup import escape
-from torch import nn
 
-from vidgen.core import distributed, layout
+from vidgen.core import distributed
 from vidgen.core.checkpoint import (checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint,
                                     prune_checkpoints, remove_stale_temp_files, save_checkpoint)
-from vidgen.core.config import Recipe, TrainConfig, recipe_from_dict
+from vidgen.core.config import Recipe
 from vidgen.core.data.dataset import build_dataset
 from vidgen.core.data.loader import make_train_loader
 from vidgen.core.data.sources import summarize_skipped
-from vidgen.core.device import (autocast, check_precision, configure_backends, make_grad_scaler,
-                                memory_allocated_mb, resolve_device)
+from vidgen.core.device import check_precision, configure_backends, memory_allocated_mb, resolve_device
 from vidgen.core.distributed import DistInfo
-from vidgen.core.ema import ema_decay, make_ema, update_ema
+from vidgen.core.ema import ema_decay, update_ema
 from vidgen.core.progress import training_progress
 from vidgen.core.run_dir import MetricsLog, RunDir
 from vidgen.errors import UserError
-from vidgen.models.base import Backend, Batch, Phase
+from vidgen.evaluate import score_during_training
+from vidgen.models.base import Backend, TrainingJob
 from vidgen.models.registry import build_backend
+from vidgen.recipe import load_recipe, recipe_from_dict
+from vidgen.sample import write_preview
+from vidgen.step import StepContext, TrainState, batch_to_device, lr_factor, train_step
 
 
 @dataclass(frozen=True)
@@ -50,73 +51,11 @@ class TrainResult:
     """False on the ranks other than 0 of a torchrun job, which should print nothing."""
 
 
-@dataclass
-class TrainState:
-    """Everything a checkpoint restores, besides the recipe."""
-
-    backend: Backend
-    ema: torch.nn.ModuleDict
-    optimizers: dict[str, torch.optim.Optimizer]
-    scaler: torch.amp.GradScaler
-    generators: list[torch.Generator]
-    """This process's training-noise streams: one per rank it plays (one under torchrun; see train()'s
-    `emulate_ranks`). Stream s (= rank x len(generators) + i) starts from seed run.seed + s, so ranks draw
-    different noise, and stream 0 is a single-process run's generator."""
-    step: int = 0
-    samples_seen: int = 0
-    """Training videos drawn so far by all ranks together: where the data stream resumes, and the EMA's clock.
-    Counted, not step x global batch, so a run resumed with another number of ranks goes on where it stopped."""
-    best_score: float | None = None
-    """Lowest train.eval_metric so far (all our metrics are distances), for checkpoints/best.pt."""
-    nonfinite_steps: int = 0
-    """Steps skipped so far because a loss was NaN or infinite (logged as nonfinite_steps)."""
-
-    def state_dict(self, recipe: Recipe, streams: list[torch.Tensor]) -> dict[str, Any]:
-        """`streams`: the generator states of every noise stream of the job, in stream order."""
-        return {
-            "config": recipe.to_dict(),
-            "step": self.step,
-            "networks": self.backend.networks.state_dict(),
-            "ema": self.ema.state_dict(),
-            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
-            "scaler": self.scaler.state_dict(),
-            "backend": self.backend.extra_state(),
-            "data": {"samples_seen": self.samples_seen},
-            "rng": {"torch": torch.get_rng_state(), "generator": streams[0], "streams": streams},
-            "best_score": self.best_score,
-            "nonfinite_steps": self.nonfinite_steps,
-        }
-
-    def load_state_dict(self, state: dict[str, Any], first_stream: int = 0, num_streams: int = 1) -> bool:
-        """Restore; each rank takes its own noise streams. False when the checkpoint was written by a job with
-        another number of streams (ranks): they then restart from their seeds, and the run goes on, but no longer
-        bit-identical to an uninterrupted one."""
-        self.backend.networks.load_state_dict(state["networks"])
-        self.ema.load_state_dict(state["ema"])
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-        self.scaler.load_state_dict(state["scaler"])
-        self.backend.load_extra_state(state["backend"])
-        torch.set_rng_state(state["rng"]["torch"])
-        streams = state["rng"].get("streams", [state["rng"]["generator"]])
-        same_streams = len(streams) == num_streams
-        if same_streams:
-            for generator, saved in zip(self.generators, streams[first_stream:]):
-                generator.set_state(saved)
-        self.step = state["step"]
-        self.samples_seen = state["data"]["samples_seen"]
-        self.best_score = state.get("best_score")
-        self.nonfinite_steps = state.get("nonfinite_steps", 0)
-        return same_streams
-
-
 def resolve_run(recipe_or_run: str, out: Path | None, overrides: list[str]) -> tuple[Recipe, Path]:
     """RECIPE is a built-in name, a YAML path, or an existing run directory (then resume it)."""
-    from vidgen.core.config import load_recipe
-
     as_dir = Path(recipe_or_run)
     if as_dir.is_dir() and RunDir(as_dir).config.is_file():
-        recipe = load_recipe(RunDir(as_dir).config, overrides)
+        recipe = load_recipe(RunDir(as_dir).config, overrides, saved=True)
         return recipe, out or as_dir
     recipe = load_recipe(recipe_or_run, overrides)
     return recipe, out or Path("runs") / recipe.run.name
@@ -166,17 +105,9 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
     streams_per_rank = emulate_ranks
     num_streams = dist.world_size * streams_per_rank
     first_stream = dist.rank * streams_per_rank
-    state = TrainState(
-        backend=backend,
-        ema=torch.nn.ModuleDict({name: make_ema(backend.networks[name]) for name in backend.ema_networks}),
-        optimizers=backend.make_optimizers(),
-        scaler=make_grad_scaler(dev, cfg.precision),
-        generators=[torch.Generator(dev).manual_seed(recipe.run.seed + first_stream + i)
-                    for i in range(streams_per_rank)],
-    )
-    for opt in state.optimizers.values():
-        for group in opt.param_groups:
-            group.setdefault("base_lr", group["lr"])
+    state = TrainState.create(backend, cfg.precision, dev,
+                              [torch.Generator(dev).manual_seed(recipe.run.seed + first_stream + i)
+                               for i in range(streams_per_rank)])
     if resume_from is not None:  # every rank loads the same checkpoint
         saved = load_checkpoint(resume_from, expected_model=recipe.model.name)
         _check_same_model(recipe, saved, resume_from)
@@ -198,7 +129,7 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
                                start_sample=state.samples_seen, workers=recipe.data.workers,
                                pin_memory=dev.type == "cuda", rank=dist.rank, world_size=dist.world_size)
     batches = iter(loader)
-    backend.bind_loop(videos_per_step, functools.partial(distributed.sum_over_ranks, dist, device=dev))
+    backend.bind_loop(TrainingJob(videos_per_step, functools.partial(distributed.sum_over_ranks, dist, device=dev)))
 
     log = None
     if dist.is_main:
@@ -211,11 +142,9 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
 
     last_checkpoint = latest_checkpoint(run.checkpoints)
     start_step = state.step
-    # This rank's gradient is the mean over its micro-batches and emulated ranks' shards.
     networks = ({name: torch.compile(net) for name, net in backend.networks.items()} if cfg.compile
                 else backend.networks)
-    loop = _Loop(cfg, dist, dev, streams_per_rank, shards_per_step=micro_batches_per_step * streams_per_rank,
-                 networks=networks)
+    step_context = StepContext(cfg, dev, networks, dist, streams_per_rank)
     nonfinite_in_a_row = 0
     interrupted = False
     with _stop_on_signals(under_torchrun=dist.active) as stop, \
@@ -227,22 +156,12 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
                 break
 
             # --- Fetch this step's micro-batches (uint8 -> model layout, on the device) ---
-            micro_batches = [_to_device(next(batches), dev) for _ in range(micro_batches_per_step)]
+            micro_batches = [batch_to_device(next(batches), dev) for _ in range(micro_batches_per_step)]
 
-            # --- Phases, each one optimizer step (_run_phase). The first phase whose loss is not finite on some
-            #     rank ends the step on every rank: no step for it or the later phases, no EMA update ---
-            lr_scale = lr_factor(cfg, state.step)
-            logs: dict[str, float] = {}
-            applied, stepped = True, False
-            for phase in backend.phases():
-                if state.step % phase.every:
-                    continue
-                if not _run_phase(phase, micro_batches, state, loop, lr_scale, logs):
-                    applied = False
-                    break
-                stepped = True
-            if stepped:  # (fp16) the scaler needs the inf check of at least one optimizer step
-                state.scaler.update()
+            # --- Phases, each one optimizer step. The first phase whose loss is not finite on some rank ends the
+            #     step on every rank: no step for it or the later phases, no EMA update ---
+            lr = cfg.lr * lr_factor(cfg, state.step)
+            applied, logs = train_step(state, micro_batches, step_context)
             state.step += 1
             state.samples_seen += videos_per_step  # the data was drawn, even for a skipped step
             backend.end_step(applied)
@@ -271,7 +190,7 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
                 steps_done = cfg.log_every if state.step % cfg.log_every == 0 else state.step % cfg.log_every
                 record = {"step": state.step, **logs,
                           "nonfinite_steps": state.nonfinite_steps,
-                          "lr": cfg.lr * lr_scale,
+                          "lr": lr,
                           "videos_per_sec": steps_done * videos_per_step / elapsed,
                           "sec_per_step": elapsed / steps_done,
                           "peak_mem_mb": memory_allocated_mb(dev)}
@@ -284,10 +203,10 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
             if state.step % cfg.checkpoint_every == 0:
                 last_checkpoint = _save(state, recipe, run, dist)
             if cfg.sample_every and state.step % cfg.sample_every == 0 and dist.is_main:
-                _write_training_samples(backend, state, recipe, run, dev)
+                write_preview(backend, state.ema, recipe, run.samples / f"step-{state.step:08d}.mp4", dev)
             if cfg.eval_every and state.step % cfg.eval_every == 0:
                 best = False
-                scored = _score_ema(backend, state, recipe, dev, console, dist)  # every rank: its share of videos
+                scored = score_during_training(backend, state.ema, recipe, dev, console, dist)  # every rank
                 if scored is not None:  # rank 0
                     label, score = scored
                     log.write({"step": state.step, f"eval/{cfg.eval_metric}": score})
@@ -305,96 +224,6 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
         console.print(f"Interrupted: saved step {state.step} to {last_checkpoint}; run the same command "
                       "again to resume.")
     return TrainResult(run.root, state.step, last_checkpoint, interrupted, dist.is_main)
-
-
-@contextlib.contextmanager
-def _compile_errors_explained(compiling: bool) -> Iterator[None]:
-    """torch.compile builds its kernels on the first calls; when its toolchain fails (e.g. the C++ compiler of
-    inductor on CPU), say so in one line instead of pages of compiler output."""
-    if not compiling:
-        yield
-        return
-    from torch._dynamo.exc import BackendCompilerFailed  # inductor's errors derive from it
-
-    try:
-        yield
-    except BackendCompilerFailed as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
-        reason = " ".join(lines[:2]) if lines[0].endswith("raised:") else lines[0]  # "backend=... raised:" + why
-        raise UserError(f"torch.compile failed ({reason}); train without it (--set train.compile=false) or fix "
-                        f"the compiler it uses") from None
-
-
-def _shards(batch: Batch, num: int) -> list[Batch]:
-    """The shards of `num` emulated ranks: shard r holds samples r, r + num, ... of the micro-batch, just as a
-    rank-sharded loader gives rank r samples k = r (mod world_size) of the global stream."""
-    if num == 1:
-        return [batch]
-    return [{key: value[r::num] for key, value in batch.items()} for r in range(num)]
-
-
-@dataclass(frozen=True)
-class _Loop:
-    """What each phase of each step needs to know about the job."""
-
-    cfg: TrainConfig
-    dist: DistInfo
-    device: torch.device
-    streams_per_rank: int
-    """Ranks this process plays (train()'s emulate_ranks)."""
-    shards_per_step: int
-    """Micro-batches x emulated ranks: this process's gradient is the mean over them."""
-    networks: Mapping[str, nn.Module]
-    """What the losses call: the backend's networks, or their torch.compile wrappers (which share the
-    parameters; state dicts are always taken from the plain modules)."""
-
-
-def lr_factor(cfg: TrainConfig, step: int) -> float:
-    """The learning rate of optimizer step `step` (0-based) as a fraction of train.lr: linear warm-up over
-    warmup_steps, then constant or a cosine decay that reaches 0 at max_steps."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    if cfg.lr_decay == "cosine":
-        progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return 1.0
-
-
-def _run_phase(phase: Phase, micro_batches: list[Batch], state: TrainState, loop: _Loop, lr_scale: float,
-               logs: dict[str, float]) -> bool:
-    """One optimizer step of `phase`: gradients accumulated over the micro-batches (and emulated ranks' shards),
-    averaged over the ranks, unscaled, clipped, applied. False, and no step, when a loss of the phase was NaN or
-    infinite on some rank (decided alike on every rank, so they stay in step and in sync)."""
-    opt = state.optimizers[phase.optimizer]
-    params = [p for group in opt.param_groups for p in group["params"]]
-    for group in opt.param_groups:
-        group["lr"] = group["base_lr"] * lr_scale
-    opt.zero_grad(set_to_none=True)
-    finite = True
-    # The losses call the plain networks: gradients are averaged over the ranks once per phase, after the last
-    # micro-batch (distributed.average_gradients), rather than by DDP wrappers, whose per-backward hooks do not
-    # fit phases that freeze a network (StyleGAN-V's D in G_main) or call a network's parts (its G_reg).
-    for batch in micro_batches:
-        for shard, generator in zip(_shards(batch, loop.streams_per_rank), state.generators):
-            with _compile_errors_explained(loop.cfg.compile):
-                with autocast(loop.device, loop.cfg.precision):
-                    loss, values = state.backend.loss(phase.name, shard, loop.networks, generator)
-                if torch.isfinite(loss):
-                    state.scaler.scale(loss / loop.shards_per_step).backward()
-                else:
-                    finite = False  # its gradient would be no better; the phase is skipped below
-            for key, value in values.items():
-                logs[key] = logs.get(key, 0.0) + value / loop.shards_per_step
-    if distributed.any_rank(loop.dist, not finite, loop.device):
-        opt.zero_grad(set_to_none=True)
-        return False
-    distributed.average_gradients(loop.dist, params)
-    state.scaler.unscale_(opt)
-    if loop.cfg.grad_clip is not None:
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, loop.cfg.grad_clip)
-        logs[f"grad_norm/{phase.name}"] = float(grad_norm)
-    state.scaler.step(opt)  # (fp16) skips the step itself when the gradients overflowed
-    return True
 
 
 def _nonfinite_message(step: int, in_a_row: int, last_checkpoint: Path | None) -> str:
@@ -422,7 +251,7 @@ def _choose_resume(run: RunDir, fresh: bool, overwrite: bool) -> Path | None:
 
 
 def _check_same_model(recipe: Recipe, saved: dict[str, Any], path: Path) -> None:
-    saved_model = recipe_from_dict(saved["config"], source=str(path)).model
+    saved_model = recipe_from_dict(saved["config"], source=str(path), saved=True).model
     if dataclasses.asdict(saved_model) != dataclasses.asdict(recipe.model):
         changed = [k for k, v in dataclasses.asdict(recipe.model).items()
                    if dataclasses.asdict(saved_model).get(k) != v]
@@ -448,61 +277,6 @@ def _save(state: TrainState, recipe: Recipe, run: RunDir, dist: DistInfo, path: 
     if not named:
         prune_checkpoints(run.checkpoints, recipe.train.keep_checkpoints)
     return path
-
-
-def _score_ema(backend: Backend, state: TrainState, recipe: Recipe, dev: torch.device, console: Console,
-               dist: DistInfo) -> tuple[str, float] | None:
-    """train.eval_metric of the EMA model against the real data (whose statistics the cache keeps): (label, score)
-    on rank 0, None on the others. Every rank generates and featurises its block of the fake videos' seeds;
-    rank 0 gathers their statistics, so the score is the one a single process gets for the same seeds."""
-    from vidgen.evaluate import GeneratorSource, RankShare, contribute_generated_statistics, evaluate
-    from vidgen.metrics.protocols import PROTOCOLS
-    from vidgen.metrics.sources import SyntheticSpec
-
-    cfg = recipe.train
-    protocol = PROTOCOLS[cfg.eval_metric]
-    if cfg.eval_videos is not None:
-        protocol = dataclasses.replace(protocol, num_videos=cfg.eval_videos)
-    fps = recipe.sample.fps or recipe.data.fps
-
-    def generate(seeds: list[int], frames: int) -> torch.Tensor:
-        return backend.sample(state.ema, seeds, frames=frames, fps=fps, device=dev)
-
-    ranks = (RankShare(dist.rank, dist.world_size, functools.partial(distributed.all_gather_objects, dist))
-             if dist.active else None)
-    source = GeneratorSource(generate, recipe.sample.batch_size,
-                             SyntheticSpec.from_data(recipe.data, recipe.run.seed), ranks)
-    with torch.no_grad():
-        if not dist.is_main:  # rank 0 computes the real side meanwhile, then joins the gather
-            contribute_generated_statistics(source, [protocol], seed=recipe.run.seed, device=dev)
-            return None
-        # allow_fewer: a small dataset must not end a long run; the label then carries the count used.
-        result = evaluate(cfg.eval_real or recipe.data.source, source, [protocol], seed=recipe.run.seed,
-                          device=str(dev), allow_fewer=True, console=console)
-    return result.metrics[0].label, result.metrics[0].value
-
-
-def _write_training_samples(backend: Backend, state: TrainState, recipe: Recipe, run: RunDir,
-                            dev: torch.device) -> None:
-    from vidgen.core.io import make_grid, write_mp4
-
-    num = min(recipe.sample.num, 16)
-    with torch.no_grad():
-        videos = backend.sample(state.ema, seeds=list(range(recipe.sample.seed, recipe.sample.seed + num)),
-                                frames=recipe.sample.frames or recipe.data.frames,
-                                fps=recipe.sample.fps or recipe.data.fps, device=dev)
-    frames = layout.to_uint8(videos.cpu()).numpy()
-    write_mp4(run.samples / f"step-{state.step:08d}.mp4", make_grid(list(frames)),
-              fps=recipe.sample.fps or recipe.data.fps)
-
-
-def _to_device(batch: dict[str, torch.Tensor], dev: torch.device) -> Batch:
-    # uint8 crosses to the device (4x less traffic than float), then becomes the model layout there.
-    out = {"video": layout.to_model(batch["video"].to(dev, non_blocking=True)),
-           "times": batch["times"].to(dev, non_blocking=True)}
-    if "label" in batch:
-        out["label"] = batch["label"].to(dev)
-    return out
 
 
 def _count_params(backend: Backend) -> int:

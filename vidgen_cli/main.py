@@ -125,24 +125,17 @@ def sample(
     guidance_recon: Annotated[Optional[float], typer.Option(help="Diffusion, --extend/--upsample: reconstruction guidance weight w_r (default: model.guidance_recon).")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Generate videos with a trained run's EMA weights."""
+    """Generate videos with a trained run's EMA weights. Each option replaces the run's sample-section value of
+    the same name; an option its model family does not take is an error."""
     from vidgen.sample import sample as run_sampling
 
-    for name, value in (("--num", num), ("--frames", frames), ("--fps", fps), ("--batch-size", batch_size),
-                        ("--steps", steps), ("--cond-frames", cond_frames)):
-        if value is not None and value <= 0:
-            raise UserError(f"{name} must be > 0, got {value}")
-    for name, value in (("--time-offset", time_offset), ("--eta", eta), ("--guidance", guidance),
-                        ("--guidance-recon", guidance_recon)):
-        if value is not None and value < 0:
-            raise UserError(f"{name} must be >= 0, got {value}")
-    given = {"time_offset": time_offset, "truncation": truncation, "sampler": sampler, "eta": eta, "label": label,
-             "guidance": guidance, "extend": extend, "upsample": upsample, "cond_method": cond_method,
-             "cond_frames": cond_frames, "guidance_recon": guidance_recon}
+    given = {"num": num, "frames": frames, "fps": fps, "seed": seed, "batch_size": batch_size, "steps": steps,
+             "sampler": sampler, "eta": eta, "label": label, "guidance": guidance, "extend": extend,
+             "upsample": upsample, "cond_method": cond_method, "cond_frames": cond_frames,
+             "guidance_recon": guidance_recon, "time_offset": time_offset, "truncation": truncation}
     options = {name: str(value) if isinstance(value, Path) else value
                for name, value in given.items() if value is not None}
-    result = run_sampling(source, out_dir, num=num, frames=frames, fps=fps, seed=seed, batch_size=batch_size,
-                          steps=steps, device=device, console=err, **options)
+    result = run_sampling(source, out_dir, options, device=device, console=err)
     for path in result.videos:
         out.print(str(path), highlight=False)
     out.print(f"grid: {result.grid}\ncontact sheet: {result.contact_sheet}", highlight=False)
@@ -152,7 +145,7 @@ def sample(
 @user_errors
 def list_recipes() -> None:
     """List the built-in recipes."""
-    from vidgen.core.config import builtin_recipes, load_recipe
+    from vidgen.recipe import builtin_recipes, load_recipe
 
     table = Table("recipe", "model", "description")
     for name in builtin_recipes():

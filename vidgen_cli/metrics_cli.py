@@ -60,9 +60,8 @@ def eval_command(
 
     # Usage errors first (exit 2), before any detector or video is loaded.
     thresholds = parse_thresholds(fail_above or [], metrics)
-    for name, value in (("--batch-size", batch_size), ("--sample-batch-size", sample_batch_size), ("--steps", steps)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{name} must be >= 1, got {value}")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     if workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {workers}")
     detector_files = _parse_detector_files(detector_file or [])
@@ -71,7 +70,9 @@ def eval_command(
 
     result = evaluate(real, fake, metrics, seed=seed, device=device, allow_fewer=allow_fewer, save_stats=save_stats,
                       detector_dir=detector_dir, detector_files=detector_files, batch_size=batch_size, workers=workers,
-                      sample_batch_size=sample_batch_size, sample_steps=steps, use_cache=not no_cache, console=err)
+                      sample_options={name: value for name, value in (("batch_size", sample_batch_size),
+                                                                      ("steps", steps)) if value is not None},
+                      use_cache=not no_cache, console=err)
     failed = exceeded(result.values(), thresholds)
     out.print(_results_table(result, thresholds))
     if json_out is not None:

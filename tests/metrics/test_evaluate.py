@@ -120,13 +120,14 @@ def test_bad_inputs_are_one_line_errors(evaluated, detector_dir, tmp_path):
 
 
 def test_a_run_is_sampled_on_the_fly_against_synthetic_data(tmp_path, detector_dir, tiny_vdm):
-    from vidgen.core.config import load_recipe
+    from vidgen.recipe import load_recipe
     from vidgen.train import train
 
     recipe = load_recipe("vdm-tiny", [*tiny_vdm, "train.max_steps=1", "train.checkpoint_every=1"])
     train(recipe, tmp_path / "run", device="cpu")
     protocol = Protocol("fvd2_9f", "i3d", "frechet", 2, 9)
     result = evaluate("synthetic:videos=2,frames=9", tmp_path / "run", [protocol], device="cpu",
-                      detector_dir=detector_dir, cache_dir=tmp_path / "stats", workers=0, sample_steps=2)
+                      detector_dir=detector_dir, cache_dir=tmp_path / "stats", workers=0,
+                      sample_options={"steps": 2})
     assert result["fvd2_9f"].num_fake == 2 and result["fvd2_9f"].value > 0
     assert not list((tmp_path / "run").rglob("*.mp4"))  # nothing written

@@ -1,9 +1,10 @@
-"""Typed recipes: frozen dataclasses per section, loaded strictly from YAML.
+"""Typed recipes: frozen dataclasses per section, built strictly from plain mappings.
 
 A recipe has five sections: run, data, model, train, sample. The model section is the chosen backend's own
-config class (looked up by `model.name` in the registry). Loading is strict: an unknown key or a value of the
-wrong type is a ConfigError naming the full dotted key and what would be valid. `--set a.b=value` overrides
-are applied to the raw mapping before validation, so they go through the same checks and coercions.
+config class, and the sample section the backend's own subclass of SampleConfig (its sampling options beside the
+common ones). Building is strict: an unknown key, a value of the wrong type or a non-finite number is a
+ConfigError naming the full dotted key and what would be valid. Reading YAML files, overrides and the registry
+lookup live in vidgen/recipe.py; this module knows nothing of the model families.
 
 No torch import here: the CLI loads recipes before it decides to import torch.
 """
@@ -11,10 +12,10 @@ No torch import here: the CLI loads recipes before it decides to import torch.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -23,8 +24,6 @@ from vidgen.errors import ConfigError
 
 if typing.TYPE_CHECKING:
     from vidgen.core.synthetic import SceneStyle
-
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 
 Precision = Literal["fp32", "bf16", "fp16"]
 LRDecay = Literal["none", "cosine"]
@@ -158,12 +157,6 @@ class TrainConfig:
         _check_positive(self, "train", ("max_steps", "batch_size", "grad_accum", "lr", "ema_halflife_videos",
                                         "log_every", "checkpoint_every", "keep_checkpoints", "eval_videos",
                                         "max_nonfinite_steps"))
-        if self.eval_every:
-            from vidgen.metrics.protocols import PROTOCOLS  # no torch
-
-            if self.eval_metric not in PROTOCOLS:
-                raise ConfigError(f"train.eval_metric '{self.eval_metric}' is unknown; known metrics: "
-                                  f"{', '.join(PROTOCOLS)}")
         for name in ("warmup_steps", "weight_decay", "sample_every", "eval_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
@@ -173,21 +166,51 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SampleConfig:
+    """The sampling options every backend takes. A backend with options of its own (a sampler, a truncation)
+    subclasses this (BackendSpec.sample_class), so a recipe's sample section and `vidgen sample`'s options are
+    one typed, checked set per backend."""
+
     num: int = 8
     """Videos to generate."""
     frames: int | None = None
     """Frames per video (null: the training clip length)."""
     fps: float | None = None
     """Frame rate of the output (null: the dataset's fps)."""
-    steps: int = 64
-    """Sampler steps (diffusion)."""
     batch_size: int = 8
     """Videos generated at once; does not change the result (one random generator per seed)."""
     seed: int = 0
     """Video i uses seed + i."""
 
     def __post_init__(self) -> None:
-        _check_positive(self, "sample", ("num", "frames", "fps", "steps", "batch_size"))
+        for name in ("num", "frames", "fps", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{self.key(name)} must be > 0, got {value}")
+
+    @classmethod
+    def key(cls, name: str) -> str:
+        """How errors name an option: by its recipe key and its `vidgen sample` flag, e.g. sample.eta (--eta)."""
+        option = next(f for f in dataclasses.fields(cls) if f.name == name)
+        return f"sample.{name} ({option_flag(option)})"
+
+    def check_recipe(self, recipe: Recipe) -> None:
+        """Cross-checks against the model and data sections (e.g. a class index against the model's classes),
+        run when a recipe is loaded and when sampling options are applied."""
+        del recipe
+
+
+def option_flag(option: dataclasses.Field) -> str:
+    """The `vidgen sample` flag of a sample option: --name-with-dashes, unless the field names another."""
+    return option.metadata.get("flag", "--" + option.name.replace("_", "-"))
+
+
+def _flag_of(name: str) -> str:
+    """The flag of an option that some backend's sample section has (for the error of one that lacks it)."""
+    for cls in (SampleConfig, *SampleConfig.__subclasses__()):
+        for option in dataclasses.fields(cls):
+            if option.name == name:
+                return option_flag(option)
+    return "--" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -198,6 +221,7 @@ class Recipe:
     """The backend's config dataclass; its `name` field picks the backend."""
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    """The backend's SampleConfig (sub)class."""
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(dataclasses.asdict(self))
@@ -205,103 +229,31 @@ class Recipe:
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
+    def output_fps(self, sample: SampleConfig | None = None) -> float:
+        """Frame rate of sampled videos: the sample section's fps, else the dataset's."""
+        return (sample or self.sample).fps or self.data.fps
 
-# ----------------------------------------------------------------------------------------------------------
-# Loading
+    def output_frames(self, sample: SampleConfig | None = None) -> int:
+        """Length of sampled videos: the sample section's frames, else a training clip's."""
+        return (sample or self.sample).frames or self.data.frames
 
-
-def builtin_recipes() -> dict[str, Path]:
-    """Built-in recipe names (file stems in recipes/) to their paths."""
-    return {p.stem: p for p in sorted(RECIPES_DIR.glob("*.yaml"))}
-
-
-def resolve_recipe_path(name_or_path: str) -> Path:
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"recipe file {path} does not exist")
-        return path
-    recipes = builtin_recipes()
-    if name_or_path not in recipes:
-        raise ConfigError(f"unknown recipe '{name_or_path}'; built-in recipes: {', '.join(recipes)} "
-                          "(or pass a path to a .yaml file)")
-    return recipes[name_or_path]
-
-
-def load_recipe(name_or_path: str | Path, overrides: typing.Sequence[str] = ()) -> Recipe:
-    """Load a built-in recipe by name or a YAML file by path, apply `key.path=value` overrides, validate."""
-    path = resolve_recipe_path(str(name_or_path))
-    raw = read_yaml(path)
-    for override in overrides:
-        apply_override(raw, override)
-    return recipe_from_dict(raw, source=str(path))
+    def sample_options(self, **given: Any) -> SampleConfig:
+        """The sample section with `given` options in place of its values (e.g. from `vidgen sample`'s flags),
+        coerced and checked exactly as a recipe's sample section is. An option this backend does not take is one
+        line naming the backend and the options it does take."""
+        cls = type(self.sample)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for name in given:
+            if name not in fields:
+                own = [option_flag(f) for f in fields.values() if f.name not in _COMMON_SAMPLE_OPTIONS]
+                takes = f"its own options are {', '.join(own)}" if own else "it takes only the common ones"
+                raise ConfigError(f"{_flag_of(name)} does not apply to a '{self.model.name}' model; {takes}")
+        sample = build_dataclass(cls, {**dataclasses.asdict(self.sample), **given}, "sample")
+        sample.check_recipe(self)
+        return sample
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read recipe {path}: {exc.strerror}") from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(exc)}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of sections (run, data, model, train, sample)")
-    return data
-
-
-def apply_override(raw: dict[str, Any], override: str) -> None:
-    """Apply one `a.b.c=value` override in place; the value is parsed as YAML (then type-checked later)."""
-    key, sep, text = override.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override '{override}' must look like key.path=value, e.g. train.lr=1e-4")
-    parts = key.strip().split(".")
-    node = raw
-    for i, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"cannot set '{key}': '{'.'.join(parts[:i + 1])}' is not a section")
-        node = child
-    try:
-        node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        node[parts[-1]] = text
-
-
-def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
-    from vidgen.models.registry import model_config_class  # no torch: config classes only
-
-    raw = dict(raw)
-    model_raw = raw.pop("model", None)
-    if not isinstance(model_raw, dict) or "name" not in model_raw:
-        raise ConfigError(f"{source}: the 'model' section must name a backend, e.g. model: {{name: vdm}}")
-    model_cls = model_config_class(str(model_raw["name"]))
-    sections = {f.name for f in dataclasses.fields(Recipe)}
-    unknown = set(raw) - sections
-    if unknown:
-        raise ConfigError(f"unknown section '{sorted(unknown)[0]}' in {source}; valid sections: "
-                          f"{', '.join(f.name for f in dataclasses.fields(Recipe))}")
-    if "run" not in raw:
-        raise ConfigError(f"{source}: missing section 'run' (it needs at least run.name)")
-    kwargs = {name: build_dataclass(_section_types()[name], raw[name], name)
-              for name in ("run", "data", "train", "sample") if name in raw}
-    kwargs["model"] = build_dataclass(model_cls, model_raw, "model")
-    recipe = Recipe(**kwargs)
-    _cross_check(recipe)
-    return recipe
-
-
-def _section_types() -> dict[str, type]:
-    return {"run": RunConfig, "data": DataConfig, "train": TrainConfig, "sample": SampleConfig}
-
-
-def _cross_check(recipe: Recipe) -> None:
-    check = getattr(recipe.model, "check_recipe", None)
-    if check is not None:
-        check(recipe)
+_COMMON_SAMPLE_OPTIONS = frozenset(f.name for f in dataclasses.fields(SampleConfig))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -350,6 +302,8 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
                 return coerce(value, arg, key)
             except ConfigError as exc:
                 errors.append(exc)
+        if len(errors) == 1:  # X or null: X's own error says more (e.g. that a number must be finite)
+            raise errors[0]
         raise ConfigError(f"'{key}' expects {_type_name(tp)}, got {_describe(value)}")
     if origin is Literal:
         if value in args:
@@ -383,13 +337,18 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
             except ValueError:
                 pass
     elif tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            if not math.isfinite(number):  # NaN or inf would train NaN weights or write black videos
+                raise ConfigError(f"'{key}' must be a finite number, got {value!r}")
+            return number
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -431,30 +390,3 @@ def _to_plain(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_to_plain(v) for v in obj]
     return obj
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys instead of silently keeping the last one."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    mapping = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in mapping:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key '{key}'", key_node.start_mark)
-        mapping[key] = loader.construct_object(value_node, deep=deep)
-    return mapping
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    if "\\t" in str(problem) or "tab" in str(problem):
-        problem = "tab characters cannot indent YAML; use spaces"
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return f"{problem}{where}"

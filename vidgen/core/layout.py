@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 
@@ -22,3 +24,12 @@ def to_uint8(videos: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"expected float [B, C, T, H, W], got {tuple(videos.shape)}")
     pixels = ((videos.float().clamp(-1.0, 1.0) + 1.0) * 127.5).round()
     return pixels.to(torch.uint8).permute(0, 2, 3, 4, 1).contiguous()
+
+
+def read_video_file(path: str | Path, device: torch.device) -> torch.Tensor:
+    """A whole video file as a model sees it, e.g. a video to condition on: float [C, T, H, W] in [-1, 1]. A
+    missing or damaged file is a one-line UserError."""
+    from vidgen.core.io import read_video  # PyAV, only when a file is read
+
+    frames = torch.from_numpy(read_video(Path(path)))  # [T, H, W, C] uint8
+    return to_model(frames[None].to(device))[0]

@@ -1,9 +1,10 @@
 """The backend interface: what a model family provides to the shared training loop and sampler.
 
 The shared loop (vidgen/train.py) owns everything that is not model maths: data, devices, mixed precision,
-gradient accumulation, optimizer steps, EMA, logging, checkpoints and resume. A backend owns its networks,
-its optimizers' parameter groups, its losses, and its sampler. A GAN has several phases per step
-(G main, D main, D reg ...); a diffusion model has one. Each phase names the optimizer it steps.
+gradient accumulation, optimizer steps, gradient averaging over ranks, EMA, logging, checkpoints and resume. A
+backend owns its networks, its optimizers' parameter groups, its losses, and its sampler. A GAN has several
+phases per step (G main, D main, D reg ...); a diffusion model has one. Each phase names the optimizer it steps.
+vidgen/models/README.md walks through adding a family.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from vidgen.core.clips import ClipSampler, ContiguousClips
-from vidgen.core.config import Recipe
+from vidgen.core.config import Recipe, SampleConfig
 
 if TYPE_CHECKING:
     from vidgen.core.data.dataset import VideoDataset
@@ -40,15 +41,24 @@ Batch = dict[str, torch.Tensor]
 times in source frames, relative to the clip's first frame); optional "label" long [B]."""
 
 
+@dataclass(frozen=True)
+class TrainingJob:
+    """What only the running job knows, told to the backend once by the shared loop (Backend.bind_loop)."""
+
+    global_batch: int
+    """Videos per optimizer step over every micro-batch and rank."""
+    sum_over_ranks: Callable[[list[float]], list[float]]
+    """Sums a list of numbers over the ranks (identity in one process); every rank must call it alike."""
+
+
 class Backend(ABC):
-    """A model family. Build it from a recipe; the loop moves `networks` to the device."""
+    """A model family, built from a recipe (its registry entry's build function); the loop moves `networks` to
+    the device. Its recipe.model and recipe.sample are its own config classes (vidgen/models/registry.py)."""
 
     networks: nn.ModuleDict
     """Every trained network, by name. Its state dict is the model part of a checkpoint."""
     ema_networks: tuple[str, ...]
     """Names of the networks that get an EMA copy; sampling uses those copies."""
-    sample_options: tuple[str, ...] = ()
-    """Keyword-only options its sample() takes beyond the common ones (e.g. truncation)."""
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
@@ -64,18 +74,23 @@ class Backend(ABC):
     @abstractmethod
     def loss(self, phase: str, batch: Batch, nets: Mapping[str, nn.Module],
              generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-        """Scalar loss of one phase on one micro-batch, and values to log.
+        """Scalar loss of one phase on one micro-batch, and values to log (the key "loss" is the progress bar's).
 
-        `nets` are the networks to call (they may be wrapped for DDP); `generator` is the loop's training
-        random generator (on the batch's device), whose state is checkpointed so a resumed run draws the same
-        noise.
+        `nets` are the networks to call: self.networks, or their torch.compile wrappers (which forward attribute
+        access to the plain modules). The loop averages gradients over ranks itself, so a phase may freeze a
+        network or call its parts. `generator` is the loop's training random generator (on the batch's device),
+        whose state is checkpointed so a resumed run draws the same noise.
         """
 
     @abstractmethod
-    def sample(self, nets: Mapping[str, nn.Module], seeds: Sequence[int], frames: int, fps: float,
-               device: torch.device, steps: int | None = None) -> torch.Tensor:
+    def sample(self, nets: Mapping[str, nn.Module], seeds: Sequence[int], frames: int, device: torch.device,
+               options: SampleConfig | None = None) -> torch.Tensor:
         """One video per seed, each from its own random generator (so the batch size does not change it):
-        float [len(seeds), C, frames, H, W] in [-1, 1]."""
+        float [len(seeds), C, frames, H, W] in [-1, 1].
+
+        `options`: the backend's sample config (None: the recipe's sample section), already checked
+        (Recipe.sample_options); its num, seed and batch_size are the caller's business, its fps the output's
+        frame rate (Recipe.output_fps). `nets` are self.networks or their EMA copies."""
 
     def training_clips(self) -> ClipSampler:
         """Which frames of a video make a training clip: by default data.frames consecutive frames at
@@ -83,10 +98,10 @@ class Backend(ABC):
         data = self.recipe.data
         return ContiguousClips(data.frames, data.frame_stride)
 
-    def bind_loop(self, global_batch: int, sum_over_ranks: Callable[[list[float]], list[float]]) -> None:
-        """Called once by the shared loop with what only the job knows: the global batch (videos per optimizer
-        step over all micro-batches and ranks) and a function summing a list of numbers over the ranks."""
-        del global_batch, sum_over_ranks
+    def bind_loop(self, job: TrainingJob) -> None:
+        """Called once by the shared loop, before the first step, with what only the running job knows. Until
+        then (a backend used on its own, in tests or notebooks) it is one process with the recipe's batch."""
+        del job
 
     def end_step(self, applied: bool) -> None:
         """Called on every rank after each training step; `applied` is False when the step was skipped (a loss

@@ -1,7 +1,9 @@
-"""The model registry: backend name -> its config class and a builder.
+"""The model registry: backend name -> its config classes, a builder, and the tiny recipe the backend
+contract suite (tests/models/test_backend_contract.py) runs it with.
 
 Config classes are imported eagerly (they are plain dataclasses); the backend itself, which needs torch, is
-imported only when built, so loading a recipe stays fast.
+imported only when built, so loading a recipe stays fast. Adding a family is one BackendSpec line here (see
+vidgen/models/README.md).
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from vidgen.errors import ConfigError
-from vidgen.models.stylegan_v.config import StyleGANVConfig
-from vidgen.models.vdm.config import VDMConfig
+from vidgen.core.config import SampleConfig
+from vidgen.models.stylegan_v.config import StyleGANVConfig, StyleGANVSampleConfig
+from vidgen.models.vdm.config import VDMConfig, VDMSampleConfig
 
 if TYPE_CHECKING:
     from vidgen.core.config import Recipe
@@ -21,9 +24,17 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class BackendSpec:
     name: str
+    """The recipe's model.name."""
     description: str
     config_class: type
+    """The model section's dataclass."""
     build: Callable[[Recipe], Backend]
+    sample_class: type[SampleConfig]
+    """The sample section's dataclass: SampleConfig, or the backend's subclass with its own options."""
+    tiny_recipe: str
+    """The built-in recipe the contract suite starts from ..."""
+    test_overrides: tuple[str, ...]
+    """... with these `--set` overrides, which make it run in seconds on a CPU through the same code paths."""
 
 
 def _build_vdm(recipe: Recipe) -> Backend:
@@ -42,9 +53,18 @@ BACKENDS: dict[str, BackendSpec] = {
     spec.name: spec
     for spec in (
         BackendSpec("vdm", "Video Diffusion Models (Ho et al. 2022): factorized space-time U-Net",
-                    VDMConfig, _build_vdm),
+                    VDMConfig, _build_vdm, VDMSampleConfig, "vdm-tiny", (
+                        "model.channels=8", "model.channel_mults=[1,2]", "model.attention_resolutions=[8]",
+                        "model.temporal_attention_resolutions=[8]", "model.head_channels=8", "model.norm_groups=4",
+                        "data.resolution=16", "data.frames=4", "data.synthetic_videos=64", "data.workers=0",
+                        "train.batch_size=2", "train.lr=5e-3", "train.warmup_steps=0", "train.log_every=1",
+                        "sample.steps=4", "sample.num=2")),
         BackendSpec("stylegan-v", "StyleGAN-V (Skorokhodov et al. 2022): continuous-time video GAN on StyleGAN2",
-                    StyleGANVConfig, _build_stylegan_v),
+                    StyleGANVConfig, _build_stylegan_v, StyleGANVSampleConfig, "stylegan-v-tiny", (
+                        "model.z_dim=8", "model.w_dim=8", "model.motion_z_dim=8", "model.motion_v_dim=8",
+                        "model.channel_base=128", "model.channel_max=8", "data.resolution=16",
+                        "data.synthetic_videos=64", "data.workers=0", "train.batch_size=4", "train.log_every=1",
+                        "sample.num=2", "sample.frames=5")),
     )
 }
 
@@ -53,10 +73,6 @@ def get_backend_spec(name: str) -> BackendSpec:
     if name not in BACKENDS:
         raise ConfigError(f"unknown model '{name}'; known models: {', '.join(BACKENDS)}")
     return BACKENDS[name]
-
-
-def model_config_class(name: str) -> type:
-    return get_backend_spec(name).config_class
 
 
 def build_backend(recipe: Recipe) -> Backend:

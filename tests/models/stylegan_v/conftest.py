@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 import pytest
 import torch
 
-from vidgen.core.config import DataConfig, Recipe, RunConfig, SampleConfig, TrainConfig
-from vidgen.models.stylegan_v.config import StyleGANVConfig
+from vidgen.core.config import DataConfig, Recipe, RunConfig, TrainConfig
+from vidgen.models.stylegan_v.config import StyleGANVConfig, StyleGANVSampleConfig
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +33,7 @@ def tiny_recipe(resolution: int = 16, batch_size: int = 4, **overrides) -> Recip
                   data=DataConfig(resolution=resolution, frames=3, fps=8.0),
                   model=tiny_config(**overrides),
                   train=TrainConfig(batch_size=batch_size, lr=0.0025, betas=(0.0, 0.99), grad_clip=None),
-                  sample=SampleConfig(num=2))
+                  sample=StyleGANVSampleConfig(num=2))
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
-"""The StyleGAN-V backend: phases, optimizers, losses, fake clip times, sampling, and a short training run."""
+"""The StyleGAN-V backend's own maths: phases, optimizers, losses, fake clip times, ADA, truncation. What every
+backend must do (build, train, sample, save, resume, ranks) is tests/models/test_backend_contract.py."""
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
@@ -81,15 +81,14 @@ def test_fake_clip_times_like_real_reuse_the_real_gaps_at_fractional_starts(make
     assert float((start - start.round()).abs().max()) > 0.01
 
 
-def test_each_phase_gives_a_finite_loss_and_only_its_network_gets_gradients(make_recipe):
+def test_only_the_network_a_phase_steps_gets_gradients(make_recipe):
     backend = StyleGANVBackend(make_recipe(pl_weight=1.0))
     nets = backend.networks
     batch = moving_bars(4, torch.Generator().manual_seed(0))
     generator = torch.Generator().manual_seed(0)
     for phase in ("G_main", "G_reg", "D_main", "D_reg"):
         nets.zero_grad(set_to_none=True)
-        loss, values = backend.loss(phase, batch, nets, generator)
-        assert loss.ndim == 0 and torch.isfinite(loss) and all(math.isfinite(v) for v in values.values())
+        loss, _ = backend.loss(phase, batch, nets, generator)
         loss.backward()
         trained, frozen = ("G", "D") if phase.startswith("G") else ("D", "G")
         assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in nets[trained].parameters())
@@ -108,17 +107,16 @@ def test_r1_is_the_per_frame_gradient_norm_averaged_per_video(make_recipe):
     assert values["D/r1_penalty"] == pytest.approx(float(per_frame.mean()), rel=1e-5)
 
 
-def test_sample_is_per_seed_and_in_range(make_recipe):
-    backend = StyleGANVBackend(make_recipe(resolution=8))
+def test_truncation_changes_the_video_and_one_is_none(make_recipe):
+    recipe = make_recipe(resolution=8)
+    backend = StyleGANVBackend(recipe)
     backend.networks.eval()
-    videos = backend.sample(backend.networks, seeds=[0, 1, 2], frames=5, fps=8.0, device=torch.device("cpu"))
-    assert videos.shape == (3, 3, 5, 8, 8) and torch.isfinite(videos).all()
-    alone = backend.sample(backend.networks, seeds=[1], frames=5, fps=8.0, device=torch.device("cpu"))
-    torch.testing.assert_close(alone[0], videos[1], rtol=1e-5, atol=1e-5)
-    assert float((videos[0] - videos[2]).abs().max()) > 1e-3
-    truncated = backend.sample(backend.networks, seeds=[1], frames=5, fps=8.0, device=torch.device("cpu"),
-                               truncation=0.5)
-    assert float((truncated - alone).abs().max()) > 1e-4
+    cpu = torch.device("cpu")
+    plain = backend.sample(backend.networks, [1], 5, cpu)
+    truncated = backend.sample(backend.networks, [1], 5, cpu, recipe.sample_options(truncation=0.5))
+    assert float((truncated - plain).abs().max()) > 1e-4
+    again = backend.sample(backend.networks, [1], 5, cpu, recipe.sample_options(truncation=1.0))
+    assert torch.equal(again, plain), "psi = 1 is no truncation"
 
 
 def test_ada_p_is_extra_state_and_adapts(make_recipe):
@@ -161,45 +159,3 @@ def test_config_errors_name_the_key(make_recipe, make_config):
     recipe = make_recipe(batch_size=6)
     with pytest.raises(ConfigError, match="train.batch_size"):
         recipe.model.check_recipe(recipe)
-
-
-def test_short_training_run_discriminator_separates_and_generator_responds(make_recipe):
-    """~60 steps at 16x16, k = 3, on fixed-law clips: D's logit gap opens, and G's loss follows it."""
-    recipe = make_recipe(resolution=16, batch_size=8)
-    backend = StyleGANVBackend(recipe)
-    nets, optimizers = backend.networks, backend.make_optimizers()
-    data_gen, noise_gen = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
-    z_probe = torch.randn(4, recipe.model.z_dim, generator=torch.Generator().manual_seed(3))
-    t_probe = torch.tensor([[0.0, 1.0, 2.0]] * 4)
-    with torch.no_grad():
-        before = nets["G"].eval()(z_probe, t_probe)
-    nets.train()
-    history = []
-    for step in range(60):
-        batch = moving_bars(8, data_gen)
-        record = {}
-        for phase in backend.phases():
-            if step % phase.every:
-                continue
-            optimizer = optimizers[phase.optimizer]
-            optimizer.zero_grad(set_to_none=True)
-            loss, values = backend.loss(phase.name, batch, nets, noise_gen)
-            loss.backward()
-            optimizer.step()
-            record.update(values)
-        history.append(record)
-
-    def mean(key, steps):
-        return sum(h[key] for h in steps) / len(steps)
-
-    gap_start = mean("D/real_logit", history[:5]) - mean("D/fake_logit", history[:5])
-    gap_end = mean("D/real_logit", history[-15:]) - mean("D/fake_logit", history[-15:])
-    assert gap_end > gap_start + 0.5 and gap_end > 1.0, (gap_start, gap_end)
-    assert mean("D/accuracy", history[-15:]) > 0.75
-    assert mean("D/loss", history[-15:]) < mean("D/loss", history[:5])
-    # G's loss responds to the stronger D (it is -log sigmoid of the fake logit), and G has changed.
-    assert mean("G/loss", history[-15:]) > mean("G/loss", history[:5]) + 0.2
-    with torch.no_grad():
-        after = nets["G"].eval()(z_probe, t_probe)
-    assert float((after - before).abs().mean()) > 1e-2
-    assert all(math.isfinite(v) for h in history for v in h.values())

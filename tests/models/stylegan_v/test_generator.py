@@ -11,6 +11,8 @@ from vidgen.models.stylegan_v.backend import StyleGANVBackend, frame_times
 from vidgen.models.stylegan_v.generator import (Generator, MotionEncoder, linspaced_period_frequencies,
                                                 num_motion_codes)
 
+CPU = torch.device("cpu")
+
 
 def motion_setup(make_config, seed: int = 0, codes_for: float = 200.0):
     """A float64 motion encoder (tiny widths) and enough motion noise for times [0, codes_for]."""
@@ -133,24 +135,24 @@ def backend(make_recipe):
 
 def test_frame_does_not_depend_on_the_other_frames_rendered(make_recipe, backend):
     nets = backend.networks.double()  # float64, so that only real dependencies (not rounding) could show
-    full = backend.sample(nets, seeds=[3, 4], frames=20, fps=8.0, device="cpu")
+    full = backend.sample(nets, [3, 4], 20, CPU)
     assert full.shape == (2, 3, 20, 8, 8)
     # Rendered in chunks of one frame per video ...
     chunked_backend = StyleGANVBackend(make_recipe(resolution=8, render_chunk=2))
-    chunked = chunked_backend.sample(nets, seeds=[3, 4], frames=20, fps=8.0, device="cpu")
+    chunked = chunked_backend.sample(nets, [3, 4], 20, CPU)
     torch.testing.assert_close(chunked, full, rtol=0, atol=1e-6)
     # ... as a shorter video (fewer motion codes drawn), alone in the batch, or from a later start.
-    short = backend.sample(nets, seeds=[4], frames=6, fps=8.0, device="cpu")
+    short = backend.sample(nets, [4], 6, CPU)
     torch.testing.assert_close(short[0], full[1, :, :6], rtol=0, atol=1e-6)
-    later = backend.sample(nets, seeds=[3], frames=5, fps=8.0, device="cpu", time_offset=15.0)
+    later = backend.sample(nets, [3], 5, CPU, backend.recipe.sample_options(time_offset=15.0))
     torch.testing.assert_close(later[0], full[0, :, 15:], rtol=0, atol=1e-6)
 
 
 def test_fps_changes_the_time_step_not_the_motion(backend):
     nets = backend.networks
     assert torch.equal(frame_times(4, 16.0, 8.0), torch.tensor([0.0, 0.5, 1.0, 1.5], dtype=torch.float64))
-    fast = backend.sample(nets, seeds=[1], frames=8, fps=16.0, device="cpu")  # twice the training rate
-    normal = backend.sample(nets, seeds=[1], frames=4, fps=8.0, device="cpu")
+    fast = backend.sample(nets, [1], 8, CPU, backend.recipe.sample_options(fps=16.0))  # twice the training rate
+    normal = backend.sample(nets, [1], 4, CPU)
     torch.testing.assert_close(fast[:, :, ::2], normal, rtol=1e-5, atol=1e-5)
     assert float((fast[:, :, 1] - normal[:, :, 0]).abs().max()) > 0  # the in-between frames are new
 
@@ -158,7 +160,7 @@ def test_fps_changes_the_time_step_not_the_motion(backend):
 def test_long_videos_render_with_bounded_chunks(make_recipe):
     backend = StyleGANVBackend(make_recipe(resolution=4, render_chunk=64))
     backend.networks.eval()
-    video = backend.sample(backend.networks, seeds=[0], frames=1500, fps=8.0, device="cpu")
+    video = backend.sample(backend.networks, [0], 1500, CPU)
     assert video.shape == (1, 3, 1500, 4, 4) and torch.isfinite(video).all()
     # Motion changes over a long horizon: late frames differ from early ones.
     assert float((video[:, :, 1400:] - video[:, :, :100]).abs().mean()) > 1e-3

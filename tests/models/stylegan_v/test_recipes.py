@@ -1,13 +1,12 @@
-"""The shipped StyleGAN-V recipes load, round-trip and build."""
+"""The shipped StyleGAN-V recipes load, round-trip and spell out the reference configuration."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
 
-from vidgen.core.config import RECIPES_DIR, load_recipe, recipe_from_dict
-from vidgen.models import registry
 from vidgen.models.stylegan_v.config import StyleGANVConfig
+from vidgen.recipe import RECIPES_DIR, load_recipe, recipe_from_dict
 
 RECIPES = ("stylegan-v-tiny", "stylegan-v-sky-256")
 
@@ -21,16 +20,6 @@ def test_recipe_loads_round_trips_and_comments_every_field(name):
     model_keys = {line.split(":")[0].strip() for line in text.split("\nmodel:")[1].split("\ntrain:")[0].splitlines()
                   if line.startswith("  ") and not line.strip().startswith("#")}
     assert model_keys == set(StyleGANVConfig.__dataclass_fields__), "the recipe spells out every model field"
-
-
-def test_tiny_recipe_builds_and_samples():
-    import torch
-
-    recipe = load_recipe("stylegan-v-tiny")
-    backend = registry.build_backend(recipe)
-    backend.networks.eval()
-    video = backend.sample(backend.networks, seeds=[0], frames=4, fps=recipe.data.fps, device=torch.device("cpu"))
-    assert video.shape == (1, 3, 4, recipe.data.resolution, recipe.data.resolution)
 
 
 def test_sky_256_matches_the_reference_configuration():

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from vidgen.core.config import DataConfig, Recipe, RunConfig, SampleConfig, TrainConfig
-from vidgen.models.vdm.config import VDMConfig
+from vidgen.core.config import DataConfig, Recipe, RunConfig, TrainConfig
+from vidgen.models.vdm.config import VDMConfig, VDMSampleConfig
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def tiny_config() -> VDMConfig:
 @pytest.fixture
 def tiny_recipe(tiny_config: VDMConfig) -> Recipe:
     return Recipe(run=RunConfig(name="tiny-vdm", seed=0), data=DataConfig(resolution=16, frames=4),
-                  model=tiny_config, train=TrainConfig(lr=1e-2, betas=(0.9, 0.99)), sample=SampleConfig(steps=4))
+                  model=tiny_config, train=TrainConfig(lr=1e-2, betas=(0.9, 0.99)), sample=VDMSampleConfig(steps=4))
 
 
 @pytest.fixture

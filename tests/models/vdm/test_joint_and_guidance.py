@@ -63,11 +63,11 @@ def test_joint_training_loss_covers_the_image_frames(tiny_recipe):
 
 
 def test_classifier_free_guidance(tiny_recipe, randomize_weights):
-    backend = VDMBackend(conditional(tiny_recipe))
+    recipe = conditional(tiny_recipe)
+    backend = VDMBackend(recipe)
     nets = {"unet": randomize_weights(backend.networks["unet"])}
-    plain = backend.sample(nets, seeds=[0, 1], frames=3, fps=8.0, device=CPU, sampler="ddim", label=2)
-    unguided = backend.sample(nets, seeds=[0, 1], frames=3, fps=8.0, device=CPU, sampler="ddim", label=2,
-                              guidance=0.0)
+    plain = backend.sample(nets, [0, 1], 3, CPU, recipe.sample_options(sampler="ddim", label=2))
+    unguided = backend.sample(nets, [0, 1], 3, CPU, recipe.sample_options(sampler="ddim", label=2, guidance=0.0))
     torch.testing.assert_close(unguided, plain)  # model.guidance defaults to 0: w = 0 is the conditional model
 
     # w > 0 follows x̂ = (1 + w) x̂(z, c) − w x̂(z), checked on one denoiser call.
@@ -77,7 +77,7 @@ def test_classifier_free_guidance(tiny_recipe, randomize_weights):
     cond = backend._denoiser(nets["unet"], label, guidance=0.0)(z, logsnr)
     uncond = backend._denoiser(nets["unet"], torch.full_like(label, 3), guidance=0.0)(z, logsnr)
     torch.testing.assert_close(denoise(z, logsnr), 2.5 * cond - 1.5 * uncond, atol=1e-5, rtol=1e-5)
-    other = backend.sample(nets, seeds=[0, 1], frames=3, fps=8.0, device=CPU, sampler="ddim", label=1)
+    other = backend.sample(nets, [0, 1], 3, CPU, recipe.sample_options(sampler="ddim", label=1))
     assert not torch.allclose(other, plain)  # the label matters
 
 
@@ -89,12 +89,13 @@ def test_label_dropout_rate(tiny_recipe):
 
 
 def test_class_errors(tiny_recipe):
-    unconditional = VDMBackend(tiny_recipe)
-    with pytest.raises(UserError, match="needs a class-conditional model"):
-        unconditional.sample(unconditional.networks, [0], 2, 8.0, CPU, label=1)
-    backend = VDMBackend(conditional(tiny_recipe))
+    for options in ({"label": 1}, {"guidance": 1.0}):
+        with pytest.raises(UserError, match="needs a class-conditional model"):
+            tiny_recipe.sample_options(**options)
+    recipe = conditional(tiny_recipe)
     with pytest.raises(UserError, match="out of range; this model has classes 0..2"):
-        backend.sample(backend.networks, [0], 2, 8.0, CPU, label=3)
+        recipe.sample_options(label=3)
+    backend = VDMBackend(recipe)
     dataset = build_dataset(DataConfig(labels=True, resolution=16, frames=4, synthetic_videos=30,
                                        synthetic_max_shapes=1), seed=0)
     with pytest.raises(UserError, match="set model.num_classes: 4"):
@@ -106,7 +107,7 @@ def test_extension_keeps_the_input_and_adds_frames(tiny_recipe, randomize_weight
     nets = {"unet": randomize_weights(backend.networks["unet"])}
     video = torch.rand(3, 3, 16, 16) * 2 - 1  # (C, T, H, W)
     for method in ("reconstruction", "replacement"):
-        out = backend.sample(nets, [0, 1], frames=8, fps=8.0, device=CPU, extend=video, cond_method=method)
+        out = backend.extend(nets, [0, 1], video, 8, tiny_recipe.sample_options(cond_method=method))
         assert out.shape == (2, 3, 8, 16, 16)
         torch.testing.assert_close(out[:, :, :3], video.expand(2, -1, -1, -1, -1), rtol=0, atol=0)
         assert not torch.allclose(out[0, :, 3:], out[1, :, 3:])  # each seed its own continuation
@@ -114,29 +115,42 @@ def test_extension_keeps_the_input_and_adds_frames(tiny_recipe, randomize_weight
     # Longer than a clip without --extend: a first clip, then extension; also under inference_mode, as metrics
     # sample (guidance needs gradients there).
     with torch.inference_mode():
-        long = backend.sample(nets, [0], frames=7, fps=8.0, device=CPU)
+        long = backend.sample(nets, [0], 7, CPU)
     assert long.shape == (1, 3, 7, 16, 16)
 
 
-@pytest.mark.parametrize("problem, match", [
-    ({"extend": torch.zeros(3, 4, 8, 8)}, "is 8x8 but the model makes 16x16"),
-    ({"extend": torch.zeros(3, 1, 16, 16)}, "has 1 frames, fewer than the 2 conditioning frames"),
-    ({"extend": torch.zeros(3, 4, 16, 16), "cond_frames": 4}, "--cond-frames must lie in 1..3"),
-    ({"extend": torch.zeros(3, 9, 16, 16)}, r"--frames \(8\) must exceed"),
-    ({"upsample": torch.zeros(3, 2, 16, 16)}, "needs a model trained at a higher resolution"),
-    ({"upsample": torch.zeros(3, 2, 8, 8), "cond_method": "replacement"}, "only applies to --extend"),
-    ({"extend": torch.zeros(3, 4, 16, 16), "cond_method": "inpaint"}, "unknown conditioning method"),
+@pytest.mark.parametrize("video, match", [
+    (torch.zeros(3, 4, 8, 8), "is 8x8 but the model makes 16x16"),
+    (torch.zeros(3, 1, 16, 16), "has 1 frames, fewer than the 2 conditioning frames"),
+    (torch.zeros(3, 9, 16, 16), r"--frames \(8\) must exceed"),
 ])
-def test_conditioning_errors(tiny_recipe, problem, match):
+def test_extension_errors(tiny_recipe, video, match):
     backend = VDMBackend(tiny_recipe)
     with pytest.raises(UserError, match=match):
-        backend.sample(backend.networks, [0], 8, 8.0, CPU, **problem)
+        backend.extend(backend.networks, [0], video, 8)
+
+
+def test_upsampling_needs_a_smaller_input(tiny_recipe):
+    backend = VDMBackend(tiny_recipe)
+    with pytest.raises(UserError, match="needs a model trained at a higher resolution"):
+        backend.upsample(backend.networks, [0], torch.zeros(3, 2, 16, 16))
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"cond_frames": 4}, r"sample.cond_frames \(--cond-frames\) must lie in 1..3"),
+    ({"upsample": "low.mp4", "cond_method": "replacement"}, "only applies to extension"),
+    ({"upsample": "low.mp4", "extend": "clip.mp4"}, "cannot be combined"),
+    ({"cond_method": "inpaint"}, "'sample.cond_method' must be one of reconstruction, replacement"),
+])
+def test_conditioning_option_errors(tiny_recipe, options, match):
+    with pytest.raises(UserError, match=match):
+        tiny_recipe.sample_options(**options)
 
 
 def test_upsampling_output_shape(tiny_recipe, randomize_weights):
     backend = VDMBackend(tiny_recipe)
     nets = {"unet": randomize_weights(backend.networks["unet"])}
-    out = backend.sample(nets, [0, 1], frames=3, fps=8.0, device=CPU, upsample=torch.zeros(3, 3, 8, 8))
+    out = backend.upsample(nets, [0, 1], torch.zeros(3, 3, 8, 8))
     assert out.shape == (2, 3, 3, 16, 16)
 
 

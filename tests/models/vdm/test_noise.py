@@ -80,7 +80,7 @@ def test_the_option_reaches_training_and_sampling(tiny_recipe):
     video = torch.zeros(4, 3, 4, 16, 16)
     backend.loss("main", {"video": video, "label": torch.zeros(4, dtype=torch.long)}, {"unet": unet},
                  torch.Generator().manual_seed(0))
-    backend.sample({"unet": unet}, seeds=[0, 1, 2, 3], frames=4, fps=8.0, device=torch.device("cpu"), steps=2)
+    backend.sample({"unet": unet}, [0, 1, 2, 3], 4, torch.device("cpu"), recipe.sample_options(steps=2))
     for z in (seen[0], seen[1]):  # the training latent, and the sampler's starting latent (λ = −20: noise)
         z = z - z.mean()  # training: x = 0; the frames of each latent share most of their noise
         correlation = frame_covariance(z)[0, 1] / frame_covariance(z)[0, 0]

@@ -68,16 +68,20 @@ def test_upsample_keeps_the_input_length(run: Path, clip: Path, tmp_path: Path) 
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["--class", "4"], 1, "--class 4 is out of range; this model has classes 0..3"),
+    (["--class", "4"], 2, "--class 4 is out of range; this model has classes 0..3"),
     (["--extend", "{clip}/clip8.mp4", "--frames", "6"], 1, "is 8x8 but the model makes 16x16; resize it first"),
     (["--extend", "{clip}/clip16.mp4", "--frames", "3"], 1, "--frames (3) must exceed"),
     (["--extend", "{clip}/missing.mp4"], 1, "missing.mp4: no such file"),
     (["--upsample", "{clip}/clip16.mp4"], 1, "needs a model trained at a higher resolution"),
-    (["--extend", "{clip}/clip16.mp4", "--frames", "6", "--cond-method", "inpaint"], 1,
-     "unknown conditioning method 'inpaint'; known: reconstruction, replacement"),
-    (["--guidance", "-1"], 1, "--guidance must be >= 0"),
-    (["--cond-frames", "0"], 1, "--cond-frames must be > 0"),
-    (["--steps", "0"], 1, "--steps must be > 0"),
+    (["--extend", "{clip}/clip16.mp4", "--frames", "6", "--cond-method", "inpaint"], 2,
+     "'sample.cond_method' must be one of reconstruction, replacement; got 'inpaint'"),
+    (["--guidance", "-1"], 2, "sample.guidance (--guidance) must be >= 0"),
+    (["--cond-frames", "0"], 2, "sample.cond_frames (--cond-frames) must be > 0"),
+    (["--steps", "0"], 2, "sample.steps (--steps) must be > 0"),
+    (["--eta", "nan"], 2, "'sample.eta' must be a finite number"),
+    (["--num", "0"], 2, "sample.num (--num) must be > 0"),
+    (["--truncation", "0.5"], 2, "--truncation does not apply to a 'vdm' model; its own options are --steps, "
+                                 "--sampler, --eta, --class"),
 ])
 def test_bad_sampling_options_are_one_line(run: Path, clip: Path, tmp_path: Path, args, code, message) -> None:
     result = sample(run, tmp_path / "s", *[a.format(clip=clip) for a in args], check=False)
@@ -90,7 +94,7 @@ def test_class_on_an_unconditional_model_is_one_line(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     run_cli("train", "vdm-tiny", "--out", str(plain), "--max-steps", "1", *set_args(TINY_VDM), check=True)
     result = sample(plain, tmp_path / "s", "--class", "1", check=False)
-    assert result.returncode == 1 and "--class needs a class-conditional model" in result.stderr
+    assert result.returncode == 2 and "--class needs a class-conditional model" in result.stderr
 
 
 def test_labels_and_classes_must_agree_in_the_recipe(tmp_path: Path) -> None:

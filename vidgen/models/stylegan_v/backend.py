@@ -17,9 +17,9 @@ from torch import nn
 
 from vidgen.core.clips import SparseClips
 from vidgen.core.config import Recipe
-from vidgen.models.base import Backend, Batch, Phase
+from vidgen.models.base import Backend, Batch, Phase, TrainingJob
 from vidgen.models.stylegan_v.augment import AdaptiveAugment, augment_clips
-from vidgen.models.stylegan_v.config import StyleGANVConfig
+from vidgen.models.stylegan_v.config import StyleGANVConfig, StyleGANVSampleConfig
 from vidgen.models.stylegan_v.discriminator import Discriminator
 from vidgen.models.stylegan_v.generator import Generator
 
@@ -71,8 +71,6 @@ def frame_times(frames: int, fps: float, train_fps: float, time_offset: float = 
 
 
 class StyleGANVBackend(Backend):
-    sample_options = ("time_offset", "truncation")
-
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)
         cfg: StyleGANVConfig = recipe.model
@@ -94,13 +92,12 @@ class StyleGANVBackend(Backend):
 
     # --- The shared loop's hooks (vidgen/train.py) ---
 
-    def bind_loop(self, global_batch: int, sum_over_ranks: Callable[[list[float]], list[float]]) -> None:
-        """Called once by the shared loop with what only the job knows: the global batch (videos per optimizer
-        step over every micro-batch and rank), which the automatic R1 gamma divides by, as stylegan2-ada's does,
-        so a recipe trains alike on any number of GPUs; and a sum over the ranks for ADA's statistics. From then
-        on a D step for ADA is a whole training step (end_step), not one loss() call."""
-        self.r1_gamma = self.cfg.resolved_r1_gamma(self.recipe.data.resolution, global_batch)
-        self._sum_over_ranks = sum_over_ranks
+    def bind_loop(self, job: TrainingJob) -> None:
+        """The automatic R1 gamma divides by the global batch, as stylegan2-ada's does, so a recipe trains alike
+        on any number of GPUs; ADA sums its statistics over the ranks. From then on a D step for ADA is a whole
+        training step (end_step), not one loss() call."""
+        self.r1_gamma = self.cfg.resolved_r1_gamma(self.recipe.data.resolution, job.global_batch)
+        self._sum_over_ranks = job.sum_over_ranks
 
     def end_step(self, applied: bool) -> None:
         """Called by the shared loop on every rank after each training step. `applied` is False when the step was
@@ -210,7 +207,6 @@ class StyleGANVBackend(Backend):
     def _path_length_loss(self, G: nn.Module, real_times: torch.Tensor,
                           generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         """StyleGAN2 path-length regularisation, E (|J_w^T y| - a)^2 with y ~ N(0, I) / sqrt(H W) per frame."""
-        G = getattr(G, "module", G)  # uses G's parts, not its forward
         batch = max(real_times.shape[0] // PL_BATCH_SHRINK, 1)
         device = real_times.device
         z = torch.randn(batch, self.cfg.z_dim, generator=generator, device=device)
@@ -231,22 +227,20 @@ class StyleGANVBackend(Backend):
     # --- Sampling ---
 
     @torch.no_grad()
-    def sample(self, nets: Mapping[str, nn.Module], seeds: Sequence[int], frames: int, fps: float,
-               device: torch.device, steps: int | None = None, *, time_offset: float = 0.0,
-               truncation: float = 1.0) -> torch.Tensor:
-        """Videos [len(seeds), C, frames, H, W] in about [-1, 1], one random generator per seed.
+    def sample(self, nets: Mapping[str, nn.Module], seeds: Sequence[int], frames: int, device: torch.device,
+               options: StyleGANVSampleConfig | None = None) -> torch.Tensor:
+        """Videos [len(seeds), C, frames, H, W] in [-1, 1], one random generator per seed.
 
-        Frame i shows time time_offset + i * data.fps / fps (in training frames), so fps changes the time step,
-        not the speed of motion. Motion noise is drawn once for the whole length; frames are rendered in chunks
-        of model.render_chunk. `steps` is unused (a GAN samples in one pass); truncation psi < 1 trades variety
-        for quality (w -> w_avg + psi (w - w_avg)).
+        Frame i shows time options.time_offset + i * data.fps / fps (in training frames), so the output fps
+        changes the time step, not the speed of motion. Motion noise is drawn once for the whole length; frames
+        are rendered in chunks of model.render_chunk. Truncation psi < 1 trades variety for quality
+        (w -> w_avg + psi (w - w_avg)).
         """
-        del steps
-        if time_offset < 0:
-            raise ValueError(f"time_offset must be >= 0, got {time_offset}")
-        G = getattr(nets["G"], "module", nets["G"])
+        options = options or self.recipe.sample
+        G = nets["G"]
         device = torch.device(device)
-        times = frame_times(frames, fps, self.recipe.data.fps, time_offset).float().to(device)  # [T]
+        fps = self.recipe.output_fps(options)
+        times = frame_times(frames, fps, self.recipe.data.fps, options.time_offset).float().to(device)  # [T]
         t_max = float(times.max()) if frames else 0.0
 
         # --- Per-seed noise: content z first, then motion codes in fixed blocks ---
@@ -259,7 +253,7 @@ class StyleGANVBackend(Backend):
         motion_z = torch.stack(motion_zs)  # [N, L, z_m]
 
         # --- Content and motion codes for the whole video (small), then frames in chunks ---
-        w = G.mapping(z, truncation=truncation, update_w_avg=False)  # [N, w_dim]
+        w = G.mapping(z, truncation=options.truncation, update_w_avg=False)  # [N, w_dim]
         motion_v = G.motion_codes(times.expand(len(seeds), -1), motion_z)  # [N, T, v] or None
         out = torch.empty(len(seeds), G.img_channels, frames, G.resolution, G.resolution, device=device)
         chunk = max(1, self.cfg.render_chunk // max(len(seeds), 1))
@@ -267,7 +261,7 @@ class StyleGANVBackend(Backend):
             stop = min(start + chunk, frames)
             v = None if motion_v is None else motion_v[:, start:stop]
             out[:, :, start:stop] = G.render(w, v, stop - start)
-        return out
+        return out.clamp_(-1.0, 1.0)  # G's output is unbounded; videos are [-1, 1] (the reference clips on saving)
 
     # --- Non-network state ---
 

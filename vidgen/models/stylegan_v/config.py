@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+from vidgen.core.config import Recipe, SampleConfig
 from vidgen.errors import ConfigError
-
-if TYPE_CHECKING:
-    from vidgen.core.config import Recipe
 
 Augment = Literal["none", "fixed", "ada"]
 FakeClipTimes = Literal["like_real", "sampled"]
@@ -206,3 +204,18 @@ class StyleGANVConfig:
         if self.fp16_resolutions > top - 2:
             raise ConfigError(f"model.fp16_resolutions ({self.fp16_resolutions}) exceeds the {top - 2} resolutions "
                               f"from 8x8 to {res}x{res} (4x4 always runs in float32); use at most {top - 2}")
+
+
+@dataclass(frozen=True)
+class StyleGANVSampleConfig(SampleConfig):
+    """Sampling options of StyleGAN-V: the recipe's sample section and `vidgen sample`'s flags."""
+
+    truncation: float = 1.0
+    """Truncation psi: w -> w_avg + psi (w - w_avg); 1 is none, lower trades variety for quality."""
+    time_offset: float = 0.0
+    """Time of the first frame, in training frames (the generator is continuous in time)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.time_offset < 0:
+            raise ConfigError(f"{self.key('time_offset')} must be >= 0, got {self.time_offset}")

@@ -5,19 +5,22 @@ guidance (vidgen.models.vdm.conditioning)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from vidgen.core.config import Recipe
 from vidgen.core.data.dataset import VideoDataset
+from vidgen.core.layout import read_video_file
 from vidgen.errors import UserError
 from vidgen.models.base import Backend, Batch, Phase
 from vidgen.models.vdm import diffusion
-from vidgen.models.vdm.conditioning import COND_METHODS, CondMethod, extension_denoiser, upsampling_denoiser
-from vidgen.models.vdm.config import VDMConfig
-from vidgen.models.vdm.sampler import DenoiseFn, per_video_noise, sampler_by_name
+from vidgen.models.vdm.conditioning import extension_denoiser, upsampling_denoiser
+from vidgen.models.vdm.config import VDMConfig, VDMSampleConfig
+from vidgen.models.vdm.sampler import SAMPLERS, DenoiseFn, per_video_noise
 from vidgen.models.vdm.unet import UNet3D
 
 VIDEO_CHANNELS = 3
@@ -33,12 +36,19 @@ def joint_frame_mask(video_frames: int, image_frames: int, device: torch.device)
     return mask
 
 
+class _SamplingBatch(NamedTuple):
+    run: Callable[[DenoiseFn, Sequence[int]], torch.Tensor]
+    """run(denoise_fn, shape): a batch of videos of `shape`, one per seed, each from its seed's own noise."""
+    denoise: DenoiseFn
+    """The network's x̂, with classifier-free guidance."""
+    generators: list[torch.Generator]
+    """One per seed; extension windows draw their replacement noise from them too."""
+
+
 class VDMBackend(Backend):
     """networks: {"unet": UNet3D}; one phase, "main" (the diffusion loss), stepping one AdamW optimizer."""
 
     ema_networks = ("unet",)
-    sample_options = ("sampler", "eta", "label", "guidance", "extend", "upsample", "cond_method", "cond_frames",
-                      "guidance_recon")
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)
@@ -92,73 +102,80 @@ class VDMBackend(Backend):
     # ------------------------------------------------------------------------------------------------------
     # Sampling
 
-    def sample(self, nets: Mapping[str, nn.Module], seeds: Sequence[int], frames: int, fps: float,
-               device: torch.device, steps: int | None = None, *, sampler: str = "ancestral",
-               eta: float | None = None, label: int | None = None, guidance: float | None = None,
-               extend: torch.Tensor | None = None, upsample: torch.Tensor | None = None,
-               cond_method: str = "reconstruction",
-               cond_frames: int | None = None, guidance_recon: float | None = None) -> torch.Tensor:
-        """sampler: a name in vidgen.models.vdm.sampler.SAMPLERS (ancestral, pc, ddim, heun); eta: DDIM's
-        noise (None: model.ddim_eta).
+    def sample(self, nets: Mapping[str, nn.Module], seeds: Sequence[int], frames: int, device: torch.device,
+               options: VDMSampleConfig | None = None) -> torch.Tensor:
+        """Videos [N, C, frames, H, W] with options.sampler, one random generator per seed. More frames than a
+        training clip are made by extending a first clip window by window, unless model.long_videos is "joint";
+        options.extend continues a given video instead, and options.upsample generates a low-resolution video at
+        the model's resolution (keeping its length, not `frames`)."""
+        options = options or self.recipe.sample
+        if options.upsample is not None:
+            return self.upsample(nets, seeds, read_video_file(options.upsample, device), options)
+        if options.extend is not None:
+            return self.extend(nets, seeds, read_video_file(options.extend, device), frames, options)
+        resolution = self.recipe.data.resolution
+        window = self.recipe.data.frames
+        with self._sampling(nets, seeds, device, options) as batch:
+            if frames <= window or self.config.long_videos == "joint":
+                return batch.run(batch.denoise, (VIDEO_CHANNELS, frames, resolution, resolution))
+            first = batch.run(batch.denoise, (VIDEO_CHANNELS, window, resolution, resolution))  # (N, C, F, H, W)
+            return self._extend(batch, first, frames, options)
 
-        label: the class of every video (class-conditional models; None: video i gets class seed_i mod
-        num_classes); guidance: classifier-free guidance weight (None: model.guidance).
-        extend: a video (C, T, H, W) in [-1, 1] to continue to `frames` frames in all, window by window, each
-        window conditioned on the last `cond_frames` frames so far (default: half the training clip). Without
-        it, more frames than a training clip are made the same way from a first sampled clip, unless
-        model.long_videos is "joint".
-        upsample: a low-resolution video (C, T, h, w) to generate at the model's resolution.
-        cond_method / guidance_recon: how extend and upsample condition (see conditioning.py) and w_r."""
-        sample_fn = sampler_by_name(sampler)  # an unknown name fails before any work
-        if cond_method not in COND_METHODS:
-            raise UserError(f"unknown conditioning method '{cond_method}'; known: {', '.join(COND_METHODS)}")
-        if extend is not None and upsample is not None:
-            raise UserError("--extend and --upsample cannot be combined; extend first, then upsample the result")
-        del fps  # the model is not conditioned on the frame rate
+    def extend(self, nets: Mapping[str, nn.Module], seeds: Sequence[int], video: torch.Tensor, frames: int,
+               options: VDMSampleConfig | None = None) -> torch.Tensor:
+        """Continue `video` (C, T, H, W) in [-1, 1] to `frames` frames, window by window (paper §3.1), each window
+        conditioned on the last options.cond_frames frames so far: [N, C, frames, H, W]."""
+        options = options or self.recipe.sample
+        with self._sampling(nets, seeds, video.device, options) as batch:
+            return self._extend(batch, video, frames, options)
+
+    def upsample(self, nets: Mapping[str, nn.Module], seeds: Sequence[int], low: torch.Tensor,
+                 options: VDMSampleConfig | None = None) -> torch.Tensor:
+        """Generate the low-resolution video `low` (C, T, h, w) at the model's resolution by reconstruction
+        guidance (paper §4.3.3): [N, C, T, H, W]."""
+        options = options or self.recipe.sample
+        resolution = self.recipe.data.resolution
+        height, width = low.shape[-2:]
+        if max(height, width) >= resolution:
+            raise UserError(f"--upsample needs a model trained at a higher resolution than the input: the input "
+                            f"is {width}x{height}, the model {resolution}x{resolution}; give a smaller video or "
+                            f"a model trained at a larger data.resolution")
+        low = low.expand(len(seeds), *low.shape)  # (N, C, T, h, w)
+        with self._sampling(nets, seeds, low.device, options) as batch:
+            return batch.run(upsampling_denoiser(batch.denoise, low, self._recon_weight(options)),
+                             (VIDEO_CHANNELS, low.shape[2], resolution, resolution))
+
+    @contextlib.contextmanager
+    def _sampling(self, nets: Mapping[str, nn.Module], seeds: Sequence[int], device: torch.device,
+                  options: VDMSampleConfig) -> Iterator[_SamplingBatch]:
+        """What sampling one batch of seeds needs, with the U-Net in eval mode (no dropout) meanwhile."""
+        sample_fn = SAMPLERS[options.sampler]
         correlation = self.config.noise_correlation
-        options = {"frame_correlation": correlation}
-        if sampler in ("ancestral", "pc"):
-            options["gamma"] = self.config.sampler_gamma
-        elif sampler == "ddim":
-            options["eta"] = self.config.ddim_eta if eta is None else eta
-        elif eta is not None:
-            raise UserError(f"--eta sets the DDIM sampler's noise and does not apply to --sampler {sampler}; "
-                            "add --sampler ddim")
-        steps = self.recipe.sample.steps if steps is None else steps
+        kwargs: dict[str, float] = {"frame_correlation": correlation}
+        if options.sampler in ("ancestral", "pc"):
+            kwargs["gamma"] = self.config.sampler_gamma
+        elif options.sampler == "ddim":
+            kwargs["eta"] = self.config.ddim_eta if options.eta is None else options.eta
         generators = [torch.Generator(device).manual_seed(seed) for seed in seeds]
-        denoise = self._denoiser(nets["unet"], self._labels(seeds, label, device),
-                                 self.config.guidance if guidance is None else guidance)
-        weight = self.config.guidance_recon if guidance_recon is None else guidance_recon
-        logsnrs = diffusion.logsnr_schedule_cosine(torch.linspace(1.0, 0.0, steps + 1, device=device),
+        guidance = self.config.guidance if options.guidance is None else options.guidance
+        denoise = self._denoiser(nets["unet"], self._labels(seeds, options.label, device), guidance)
+        logsnrs = diffusion.logsnr_schedule_cosine(torch.linspace(1.0, 0.0, options.steps + 1, device=device),
                                                    self.config.logsnr_min, self.config.logsnr_max)  # noisy -> clean
 
         def run(denoise_fn: DenoiseFn, shape: Sequence[int]) -> torch.Tensor:
             noise = per_video_noise(generators, shape, device, frame_correlation=correlation)  # (N, *shape)
-            return sample_fn(denoise_fn, noise, logsnrs, generators, **options)
+            return sample_fn(denoise_fn, noise, logsnrs, generators, **kwargs)
 
-        resolution = self.recipe.data.resolution
         unet = nets["unet"]
         was_training = unet.training
-        unet.eval()  # no dropout while sampling
+        unet.eval()
         try:
-            if upsample is not None:
-                if cond_method == "replacement":
-                    raise UserError("--cond-method replacement only applies to --extend; super-resolution "
-                                    "conditions by reconstruction guidance")
-                low = self._check_upsample_input(upsample)
-                low = low.to(device).expand(len(seeds), *low.shape)  # (N, C, T, h, w)
-                return run(upsampling_denoiser(denoise, low, weight),
-                           (VIDEO_CHANNELS, low.shape[2], resolution, resolution))
-            if extend is not None:
-                return self._extend(run, denoise, extend.to(device), frames, cond_method, weight, cond_frames,
-                                    generators)
-            window = self.recipe.data.frames
-            if frames <= window or self.config.long_videos == "joint":
-                return run(denoise, (VIDEO_CHANNELS, frames, resolution, resolution))
-            first = run(denoise, (VIDEO_CHANNELS, window, resolution, resolution))  # (N, C, F, H, W)
-            return self._extend(run, denoise, first, frames, cond_method, weight, cond_frames, generators)
+            yield _SamplingBatch(run, denoise, generators)
         finally:
             unet.train(was_training)
+
+    def _recon_weight(self, options: VDMSampleConfig) -> float:
+        return self.config.guidance_recon if options.guidance_recon is None else options.guidance_recon
 
     def _denoiser(self, unet: nn.Module, label: torch.Tensor | None, guidance: float) -> DenoiseFn:
         """x̂(z, λ) of the network, with classifier-free guidance x̂ = (1 + w) x̂(z, c) − w x̂(z) when w > 0
@@ -178,53 +195,38 @@ class VDMBackend(Backend):
         return denoise
 
     def _labels(self, seeds: Sequence[int], label: int | None, device: torch.device) -> torch.Tensor | None:
+        """The class of each video (class-conditional models): `label`, else (seed mod classes)."""
         classes = self.config.num_classes
         if not classes:
-            if label is not None:
-                raise UserError("--class needs a class-conditional model (model.num_classes > 0); this one is "
-                                "unconditional")
             return None
-        if label is not None and not 0 <= label < classes:
-            raise UserError(f"--class {label} is out of range; this model has classes 0..{classes - 1}")
         values = [label if label is not None else seed % classes for seed in seeds]
         return torch.tensor(values, dtype=torch.long, device=device)
 
-    def _check_upsample_input(self, low: torch.Tensor) -> torch.Tensor:
-        resolution = self.recipe.data.resolution
-        height, width = low.shape[-2:]
-        if max(height, width) >= resolution:
-            raise UserError(f"--upsample needs a model trained at a higher resolution than the input: the input "
-                            f"is {width}x{height}, the model {resolution}x{resolution}; give a smaller video or "
-                            f"a model trained at a larger data.resolution")
-        return low
-
-    def _extend(self, run: Callable[[DenoiseFn, Sequence[int]], torch.Tensor], denoise: DenoiseFn,
-                video: torch.Tensor, frames: int, method: CondMethod, weight: float, cond_frames: int | None,
-                generators: Sequence[torch.Generator]) -> torch.Tensor:
+    def _extend(self, batch: _SamplingBatch, video: torch.Tensor, frames: int,
+                options: VDMSampleConfig) -> torch.Tensor:
         """Continue `video` (C, T, H, W), or each of a batch (N, C, T, H, W), to `frames` frames window by
-        window (paper §3.1, "autoregressive extension"); `run` samples a batch of windows with a denoiser."""
+        window (paper §3.1, "autoregressive extension")."""
         resolution = self.recipe.data.resolution
         window = self.recipe.data.frames
-        known = cond_frames or window // 2
-        num = len(generators)
+        known = options.cond_frames or window // 2
+        generators = batch.generators
         channels, length, height, width = video.shape[-4:]
         if (height, width) != (resolution, resolution):
             raise UserError(f"--extend video is {width}x{height} but the model makes {resolution}x{resolution}; "
                             f"resize it first (e.g. ffmpeg -i IN -vf scale={resolution}:{resolution} OUT.mp4)")
         if not 0 < known < window:
-            raise UserError(f"--cond-frames must lie in 1..{window - 1} (the window is the training clip of "
-                            f"{window} frames), got {known}")
+            raise UserError(f"extending a video needs training clips of 2 or more frames (data.frames is {window})")
         if length < known:
             raise UserError(f"--extend video has {length} frames, fewer than the {known} conditioning frames; "
                             f"give a longer video or lower --cond-frames")
         if frames <= length:
             raise UserError(f"--frames ({frames}) must exceed the --extend video's {length} frames")
-        out = video.expand(num, channels, length, height, width)  # (N, C, T, H, W), a view when shared
+        out = video.expand(len(generators), channels, length, height, width)  # (N, C, T, H, W), a view when shared
         while out.shape[2] < frames:
             new = min(window - known, frames - out.shape[2])
             context = out[:, :, -known:]  # (N, C, K, H, W)
-            window_denoise = extension_denoiser(denoise, context, method, weight, generators,
-                                                self.config.noise_correlation)
-            generated = run(window_denoise, (channels, known + new, height, width))  # (N, C, K + new, H, W)
+            window_denoise = extension_denoiser(batch.denoise, context, options.cond_method,
+                                                self._recon_weight(options), generators, self.config.noise_correlation)
+            generated = batch.run(window_denoise, (channels, known + new, height, width))  # (N, C, K + new, H, W)
             out = torch.cat([out, generated[:, :, known:]], dim=2)
         return out

@@ -22,16 +22,13 @@ depend on its batch.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
+from vidgen.models.vdm.config import CondMethod
 from vidgen.models.vdm.diffusion import alpha_sigma, broadcast_to
 from vidgen.models.vdm.sampler import DenoiseFn, per_video_noise
-
-CondMethod = Literal["reconstruction", "replacement"]
-COND_METHODS: tuple[CondMethod, ...] = ("reconstruction", "replacement")
 
 
 def extension_denoiser(denoise_fn: DenoiseFn, known: torch.Tensor, method: CondMethod, weight: float,

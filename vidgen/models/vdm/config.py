@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass, field
+from typing import Literal
 
+from vidgen.core.config import Recipe, SampleConfig
 from vidgen.errors import ConfigError
 
-if TYPE_CHECKING:
-    from vidgen.core.config import Recipe
+SamplerName = Literal["ancestral", "pc", "ddim", "heun"]
+"""The samplers of vidgen.models.vdm.sampler.SAMPLERS."""
+CondMethod = Literal["reconstruction", "replacement"]
+"""How --extend conditions a window on the frames so far (vidgen.models.vdm.conditioning)."""
 
 
 @dataclass(frozen=True)
@@ -124,3 +127,65 @@ class VDMConfig:
         if recipe.data.labels and not self.num_classes:
             raise ConfigError("data.labels is true but model.num_classes is 0; set model.num_classes to the "
                               "number of classes, or data.labels: false")
+
+
+@dataclass(frozen=True)
+class VDMSampleConfig(SampleConfig):
+    """Sampling options of the diffusion backend: the recipe's sample section and `vidgen sample`'s flags.
+    The options left null take the model section's value (model.ddim_eta, model.guidance, ...)."""
+
+    steps: int = 64
+    """Sampler steps (Heun: network evaluations are 2 x steps - 1)."""
+    sampler: SamplerName = "ancestral"
+    """ancestral (paper), pc (predictor-corrector), ddim, or heun (EDM's second-order sampler)."""
+    eta: float | None = None
+    """DDIM only: its noise η (null: model.ddim_eta)."""
+    label: int | None = field(default=None, metadata={"flag": "--class"})
+    """Class-conditional models: the class of every video (null: video i gets class (seed + i) mod classes)."""
+    guidance: float | None = None
+    """Classifier-free guidance weight w (null: model.guidance)."""
+    extend: str | None = None
+    """A video file to continue to `frames` frames, window by window (reconstruction guidance)."""
+    upsample: str | None = None
+    """A low-resolution video file to generate at the model's resolution (keeps its length)."""
+    cond_method: CondMethod = "reconstruction"
+    """How a window is conditioned on the frames before it when extending (--extend, or more frames than a
+    training clip): reconstruction guidance, or the replacement method."""
+    cond_frames: int | None = None
+    """Frames each extension window is conditioned on (null: half a training clip)."""
+    guidance_recon: float | None = None
+    """Reconstruction guidance weight w_r for extend and upsample (null: model.guidance_recon)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("steps", "cond_frames"):
+            value = getattr(self, key)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{self.key(key)} must be > 0, got {value}")
+        for key in ("eta", "guidance", "guidance_recon"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise ConfigError(f"{self.key(key)} must be >= 0, got {value}")
+        if self.eta is not None and self.sampler != "ddim":
+            raise ConfigError(f"{self.key('eta')} sets the DDIM sampler's noise and does not apply to --sampler "
+                              f"{self.sampler}; add --sampler ddim")
+        if self.extend is not None and self.upsample is not None:
+            raise ConfigError("--extend and --upsample cannot be combined; extend first, then upsample the result")
+        if self.upsample is not None and self.cond_method == "replacement":
+            raise ConfigError("--cond-method replacement only applies to extension; super-resolution conditions "
+                              "by reconstruction guidance")
+
+    def check_recipe(self, recipe: Recipe) -> None:
+        classes = recipe.model.num_classes
+        if not classes and self.label is not None:
+            raise ConfigError("--class needs a class-conditional model (model.num_classes > 0); this one is "
+                              "unconditional")
+        if not classes and self.guidance:
+            raise ConfigError("--guidance needs a class-conditional model (model.num_classes > 0); this one is "
+                              "unconditional")
+        if self.label is not None and not 0 <= self.label < classes:
+            raise ConfigError(f"--class {self.label} is out of range; this model has classes 0..{classes - 1}")
+        window = recipe.data.frames
+        if self.cond_frames is not None and not self.cond_frames < window:
+            raise ConfigError(f"{self.key('cond_frames')} must lie in 1..{window - 1} (the window is the training "
+                              f"clip of {window} frames), got {self.cond_frames}")

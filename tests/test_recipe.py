@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vidgen.core.config import (RECIPES_DIR, Recipe, TrainConfig, builtin_recipes, load_recipe,
-                                recipe_from_dict)
+from vidgen.core.config import Recipe, TrainConfig
+from vidgen.recipe import RECIPES_DIR, builtin_recipes, load_recipe, recipe_from_dict
 from vidgen.errors import ConfigError
 
 MINIMAL = {"run": {"name": "t"}, "model": {"name": "vdm", "channel_mults": [1, 2]}}
