@@ -46,6 +46,8 @@ bench: setup
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_vdm_sampling.py   # trains vdm-tiny into runs/bench-vdm-tiny first (4000 steps, ~35 min on 2 cores), then ~2.3 h of sampling
 	$(PY) benchmarks/bench_data.py   # raw mp4 vs prepared data (vidgen data prepare), against the tiny recipes' step time
+	$(PY) benchmarks/bench_synthetic.py   # rendering the built-in synthetic scenes
+	$(PY) benchmarks/bench_cli.py   # start-up of vidgen --help (no torch import) against import torch
 
 clean:
 	rm -rf $(VENV) $(DEMO) runs .pytest_cache
