@@ -17,7 +17,7 @@ import torch
 from rich.console import Console
 
 from tests.conftest import TINY_VDM, set_args
-from vidgen.core import checkpoint
+from vidgen.core import atomic, checkpoint
 from vidgen.core.checkpoint import list_checkpoints, load_checkpoint
 from vidgen.core.run_dir import read_metrics
 from vidgen.errors import UserError
@@ -183,7 +183,7 @@ def _make_read_only(directory, monkeypatch):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(directory))
         return mkstemp(*args, dir=dir, **kwargs)
 
-    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse)
 
 
 @pytest.mark.parametrize("fault", ["disk-full", "read-only"])

@@ -169,8 +169,9 @@ def test_layout_follows_the_output_name() -> None:
         layout_for(Path("x"), "frames-zip")
     with pytest.raises(ConfigError, match="--format must be one of frames-zip, shards"):
         PrepareConfig(R, "tfrecord")  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="--fps must be > 0"):
-        PrepareConfig(R, fps=0.0)
+    for fps in (0.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="--fps must be a finite number > 0"):
+            PrepareConfig(R, fps=fps)
 
 
 def test_frame_numbering_problems(tmp_path: Path) -> None:

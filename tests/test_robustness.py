@@ -14,7 +14,13 @@ same command share one run of it (module fixtures), to keep the matrix to a doze
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import struct
 import subprocess
+import sys
+import time
 import zipfile
 from dataclasses import dataclass
 from fractions import Fraction
@@ -221,6 +227,60 @@ def recipe_file(text: str) -> Callable[[Path, dict], list[str]]:
     return make
 
 
+def copy_of_run(tmp_path: Path, datasets: dict) -> Path:
+    """A private copy of the module's tiny trained run (checkpoints at steps 1 and 2)."""
+    run = tmp_path / "run"
+    shutil.copytree(datasets["run"], run)
+    return run
+
+
+def flip_a_byte(path: Path) -> None:
+    """One bit flipped inside the first tensor's bytes: torch.load would read it without complaint."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        start = next(info for info in archive.infolist() if "/data/" in info.filename).header_offset
+    name_length, extra_length = struct.unpack("<HH", data[start + 26:start + 30])  # the local file header's
+    data[start + 30 + name_length + extra_length + 8] ^= 0x01
+    path.write_bytes(data)
+
+
+def damaged_config_without_checkpoint(tmp_path: Path, datasets: dict) -> list[str]:
+    run = copy_of_run(tmp_path, datasets)
+    shutil.rmtree(run / "checkpoints")
+    (run / "config.yaml").write_text("")  # what a kill mid-write left before config.yaml was written atomically
+    return ["train", str(run)]
+
+
+def sample_a_damaged_checkpoint(tmp_path: Path, datasets: dict) -> list[str]:
+    run = copy_of_run(tmp_path, datasets)
+    flip_a_byte(run / "checkpoints" / "ckpt-00000002.pt")
+    return ["sample", str(run / "checkpoints" / "ckpt-00000002.pt"), "--out", str(tmp_path / "s")]
+
+
+def resume_with_every_checkpoint_damaged(tmp_path: Path, datasets: dict) -> list[str]:
+    run = copy_of_run(tmp_path, datasets)
+    for path in (run / "checkpoints").glob("*.pt"):
+        flip_a_byte(path)
+    return ["train", str(run), "--max-steps", "3"]
+
+
+def text_as_checkpoint(tmp_path: Path, datasets: dict) -> list[str]:
+    (tmp_path / "notes.pt").write_text("not a checkpoint\n")
+    return ["sample", str(tmp_path / "notes.pt"), "--out", str(tmp_path / "s")]
+
+
+def binary_as_recipe(tmp_path: Path, datasets: dict) -> list[str]:
+    (tmp_path / "recipe.yaml").write_bytes(bytes(range(256)))
+    return ["train", str(tmp_path / "recipe.yaml"), "--out", str(tmp_path / "run")]
+
+
+def sample_with(*flags: str) -> Callable[[Path, dict], list[str]]:
+    def make(tmp_path: Path, datasets: dict) -> list[str]:
+        return ["sample", str(datasets["run"]), "--out", str(tmp_path / "s"), *flags]
+
+    return make
+
+
 def newer_checkpoint(tmp_path: Path, datasets: dict) -> list[str]:
     """A run directory whose only checkpoint was written by a newer vidgen: resuming must refuse it, untouched."""
     import torch
@@ -233,7 +293,7 @@ def newer_checkpoint(tmp_path: Path, datasets: dict) -> list[str]:
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.yaml").write_text(recipe.to_yaml())
     path = checkpoint_path(run / "checkpoints", 5)
-    save_checkpoint({"config": recipe.to_dict(), "step": 5}, path)
+    save_checkpoint({"config": recipe.to_dict(), "step": 5, "networks": {}, "ema": {}, "backend": {}}, path)
     state = torch.load(path, weights_only=True)
     torch.save({**state, "format_version": FORMAT_VERSION + 1, "vidgen_version": "9.0.0"}, path)
     return ["train", str(run)]
@@ -255,12 +315,43 @@ ERROR_CASES = {  # input: (make the input and the command, exit code, what the l
     "checkpoint from a newer vidgen": (newer_checkpoint, 1, "was written by a newer vidgen (9.0.0); upgrade vidgen"),
     "a prepared dataset at another resolution": (prepared_at_16, 2, "was prepared at 16x16 but data.resolution is 32; "
                                                  "set data.resolution=16, or prepare the videos again"),
+    # Nothing lost, nothing silent (run directories, checkpoints, finite numbers)
+    "a damaged config.yaml and no checkpoint": (damaged_config_without_checkpoint, 1,
+                                                "has no intact checkpoint to recover it from; start the run again"),
+    "a checkpoint with a flipped bit": (sample_a_damaged_checkpoint, 1, "fails its CRC-32 check; use another"),
+    "every checkpoint of a run damaged": (resume_with_every_checkpoint_damaged, 1,
+                                          "is intact (all 2 fail their checks); start the run again"),
+    "a text file as a checkpoint": (text_as_checkpoint, 1, "notes.pt is damaged: it is not an intact torch archive"),
+    "a binary file as a recipe": (binary_as_recipe, 2, "recipe.yaml is not a text file; a recipe is YAML"),
+    "an infinite learning rate": (recipe_file("run: {name: t}\nmodel: {name: vdm}\ntrain: {lr: .inf}\n"), 2,
+                                  "'train.lr' must be a finite number, got inf"),
+    "sample --fps nan": (sample_with("--fps", "nan"), 2, "'sample.fps' must be a finite number, got nan"),
+    "sample --eta nan": (sample_with("--sampler", "ddim", "--eta", "nan"), 2, "'sample.eta' must be a finite number"),
+    "sample --guidance-recon inf": (sample_with("--guidance-recon", "inf"), 2,
+                                    "'sample.guidance_recon' must be a finite number"),
+    "sample --guidance on a model without classes": (sample_with("--guidance", "1"), 2,
+                                                     "--guidance needs a class-conditional model"),
+    "sample --truncation on a diffusion run": (sample_with("--truncation", "nan"), 2,
+                                               "--truncation does not apply to a 'vdm' model"),
+    "data synth --fps nan": (lambda tmp_path, datasets: ["data", "synth", str(tmp_path / "d"), "--fps", "nan"], 1,
+                             "--fps must be a finite number > 0, got nan"),
 }
 
 
 @pytest.fixture(scope="module")
-def datasets(prepare_run: tuple) -> dict[str, Path]:
-    return {"frames-zip": prepare_run[1]}
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny diffusion run with checkpoints at steps 1 and 2."""
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    result = run_cli("train", "vdm-tiny", "--out", str(run), *set_args([*TINY_VDM, "train.max_steps=2",
+                                                                        "train.checkpoint_every=1"]),
+                     timeout=TIMEOUT)
+    assert_clean(result, 0)
+    return run
+
+
+@pytest.fixture(scope="module")
+def datasets(prepare_run: tuple, tiny_run: Path) -> dict[str, Path]:
+    return {"frames-zip": prepare_run[1], "run": tiny_run}
 
 
 @pytest.mark.parametrize("name", ERROR_CASES)
@@ -273,3 +364,54 @@ def test_one_error_line(name: str, tmp_path: Path, datasets: dict[str, Path]) ->
     for path, data in checkpoints.items():  # never a lost (or rewritten) checkpoint
         assert path.read_bytes() == data
     assert sorted(tmp_path.rglob("*.pt")) == sorted(checkpoints)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Run directories: a lost config.yaml or a damaged checkpoint is recovered from; one writer per run
+
+
+def test_a_config_emptied_by_a_kill_is_recovered_from_the_checkpoint(tmp_path: Path, tiny_run: Path) -> None:
+    run = copy_of_run(tmp_path, {"run": tiny_run})
+    (run / "config.yaml").write_text("")
+    result = run_cli("train", str(run), "--max-steps", "3", timeout=TIMEOUT)
+    assert_clean(result, 0)
+    assert result.stderr.count("resuming with the config stored in ckpt-00000002.pt") == 1, result.stderr
+    assert "Resuming" in result.stderr and "(step 3)" in result.stdout
+    assert (run / "config.yaml").read_text() == (tiny_run / "config.yaml").read_text().replace(
+        "max_steps: 2", "max_steps: 3"), "rewritten from the checkpoint's config"
+
+
+def test_a_damaged_newest_checkpoint_is_passed_over_with_a_notice(tmp_path: Path, tiny_run: Path) -> None:
+    run = copy_of_run(tmp_path, {"run": tiny_run})
+    flip_a_byte(run / "checkpoints" / "ckpt-00000002.pt")
+    result = run_cli("train", str(run), "--max-steps", "3", timeout=TIMEOUT)
+    assert_clean(result, 0)
+    assert "ckpt-00000002.pt is damaged (its record 'archive/data/0' fails its CRC-32 check); resuming from " \
+           "ckpt-00000001.pt" in result.stderr, result.stderr
+    assert "from step 1 (ckpt-00000001.pt)" in result.stderr
+
+
+def test_a_second_writer_is_one_line_and_a_killed_writer_leaves_no_lock(tmp_path: Path, tiny_run: Path) -> None:
+    run = copy_of_run(tmp_path, {"run": tiny_run})
+    first = subprocess.Popen([sys.executable, "-m", "vidgen_cli", "train", str(run), "--max-steps", "100000"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while first.poll() is None and time.monotonic() < deadline and "Resuming" not in _log_so_far(run):
+            time.sleep(0.1)
+        assert first.poll() is None, first.stderr.read()
+        second = run_cli("train", str(run), "--max-steps", "3", timeout=TIMEOUT)
+        assert_one_error_line(second, 1, f"{run} is being trained by another process (PID {first.pid})")
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=60)
+    third = run_cli("train", str(run), "--max-steps", "3", timeout=TIMEOUT)
+    assert_clean(third, 0)
+
+
+def _log_so_far(run: Path) -> str:
+    """The first writer is training once its metrics log has a record past the checkpoint it resumed."""
+    metrics = run / "metrics.jsonl"
+    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] \
+        if metrics.exists() else []
+    return "Resuming" if any(r.get("step", 0) > 2 for r in records) else ""

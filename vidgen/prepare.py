@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import re
@@ -72,8 +73,8 @@ class PrepareConfig:
             raise ConfigError(f"--format must be one of {', '.join(LAYOUTS)}; got '{self.layout}'")
         for name in ("resolution", "fps", "shard_bytes"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+            if value is not None and not 0 < value < math.inf:  # (NaN fails it too)
+                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
 
     def describe(self) -> str:
         rate = f", {self.fps:g} fps" if self.fps else ""

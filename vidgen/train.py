@@ -21,8 +21,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from vidgen.core import distributed
-from vidgen.core.checkpoint import (checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint,
-                                    prune_checkpoints, remove_stale_temp_files, save_checkpoint)
+from vidgen.core.checkpoint import (DamagedCheckpoint, checkpoint_path, list_checkpoints,
+                                    load_checkpoint, prune_checkpoints, remove_stale_temp_files, save_checkpoint,
+                                    verify_checkpoint)
 from vidgen.core.config import Recipe
 from vidgen.core.data.dataset import build_dataset
 from vidgen.core.data.loader import make_train_loader
@@ -32,11 +33,11 @@ from vidgen.core.distributed import DistInfo
 from vidgen.core.ema import ema_decay, update_ema
 from vidgen.core.progress import training_progress
 from vidgen.core.run_dir import MetricsLog, RunDir
-from vidgen.errors import UserError
+from vidgen.errors import ConfigError, UserError
 from vidgen.evaluate import score_during_training
 from vidgen.models.base import Backend, TrainingJob
 from vidgen.models.registry import build_backend
-from vidgen.recipe import load_recipe, recipe_from_dict
+from vidgen.recipe import apply_override, load_recipe, read_yaml, recipe_from_dict
 from vidgen.sample import write_preview
 from vidgen.step import StepContext, TrainState, batch_to_device, lr_factor, train_step
 
@@ -51,14 +52,39 @@ class TrainResult:
     """False on the ranks other than 0 of a torchrun job, which should print nothing."""
 
 
-def resolve_run(recipe_or_run: str, out: Path | None, overrides: list[str]) -> tuple[Recipe, Path]:
-    """RECIPE is a built-in name, a YAML path, or an existing run directory (then resume it)."""
-    as_dir = Path(recipe_or_run)
-    if as_dir.is_dir() and RunDir(as_dir).config.is_file():
-        recipe = load_recipe(RunDir(as_dir).config, overrides, saved=True)
-        return recipe, out or as_dir
+def resolve_run(recipe_or_run: str, out: Path | None, overrides: list[str],
+                console: Console | None = None) -> tuple[Recipe, Path]:
+    """RECIPE is a built-in name, a YAML path, or an existing run directory (then resume it with its config)."""
+    run = RunDir(Path(recipe_or_run))
+    if run.root.is_dir() and (run.config.exists() or list_checkpoints(run.checkpoints)):
+        quiet = not distributed.info_from_env().is_main  # under torchrun every rank resolves; rank 0 speaks
+        raw = _saved_config(run, console or Console(stderr=True, quiet=quiet))
+        for override in overrides:
+            apply_override(raw, override)
+        return recipe_from_dict(raw, source=str(run.config), saved=True), out or run.root
     recipe = load_recipe(recipe_or_run, overrides)
     return recipe, out or Path("runs") / recipe.run.name
+
+
+def _saved_config(run: RunDir, console: Console) -> dict[str, Any]:
+    """The run's config.yaml as a mapping; when it is missing or damaged, the config stored in its newest intact
+    checkpoint, with a notice (config.yaml is rewritten when the run starts)."""
+    try:
+        raw = read_yaml(run.config)
+        recipe_from_dict(dict(raw), source=str(run.config), saved=True)  # the file itself must be a recipe
+        return raw
+    except ConfigError as exc:
+        problem = str(exc)
+    for path in reversed(list_checkpoints(run.checkpoints)):
+        try:
+            state = load_checkpoint(path)
+        except UserError:
+            continue
+        console.print(f"[yellow]{escape(problem)}; resuming with the config stored in {path.name}[/yellow]",
+                      highlight=False, soft_wrap=True)
+        return state["config"]
+    raise UserError(f"{problem}, and {run.root} has no intact checkpoint to recover it from; start the run again "
+                    f"with vidgen train RECIPE --out {run.root} --fresh --overwrite")
 
 
 def train(recipe: Recipe, run_dir: Path, device: str = "auto", fresh: bool = False, overwrite: bool = False,
@@ -77,8 +103,10 @@ def train(recipe: Recipe, run_dir: Path, device: str = "auto", fresh: bool = Fal
     info = distributed.info_from_env()
     dev = resolve_device(distributed.device_for(info, device))
     with distributed.process_group(info, dev) as info:
-        return _train(recipe, run_dir, dev, info, emulate_ranks, fresh, overwrite,
-                      console or Console(stderr=True))
+        # One writer per run directory: rank 0 holds it for the whole job (the other ranks write nothing).
+        with RunDir(run_dir).lock() if info.is_main else contextlib.nullcontext():
+            return _train(recipe, run_dir, dev, info, emulate_ranks, fresh, overwrite,
+                          console or Console(stderr=True))
 
 
 def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emulate_ranks: int, fresh: bool,
@@ -91,7 +119,7 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
     # --- Device and run directory (rank 0 decides whether to resume, so a --fresh deletion cannot race) ---
     check_precision(cfg.precision, dev)
     configure_backends(dev)
-    resume_from = _choose_resume(run, fresh, overwrite) if dist.is_main else None
+    resume_from = _choose_resume(run, fresh, overwrite, console) if dist.is_main else None
     if dist.is_main:
         run.create()
         for stale in remove_stale_temp_files(run.checkpoints):  # no save runs yet: these are a dead one's
@@ -133,14 +161,14 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
 
     log = None
     if dist.is_main:
-        run.config.write_text(recipe.to_yaml())
+        run.write_config(recipe.to_yaml())
         log = MetricsLog(run.metrics, resume_step=state.step if resume_from else None)
     ranks = f" x {num_streams} ranks" if num_streams > 1 else ""
     console.print(f"Training {recipe.model.name} '{recipe.run.name}' on {dev}{ranks} ({cfg.precision}), "
                   f"{_count_params(backend):,} parameters, {len(dataset)} videos, {videos_per_step} videos per "
                   f"step -> {run.root}")
 
-    last_checkpoint = latest_checkpoint(run.checkpoints)
+    last_checkpoint = resume_from  # the newest intact checkpoint (a damaged newer one is not)
     start_step = state.step
     networks = ({name: torch.compile(net) for name, net in backend.networks.items()} if cfg.compile
                 else backend.networks)
@@ -236,18 +264,31 @@ def _nonfinite_message(step: int, in_a_row: int, last_checkpoint: Path | None) -
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _choose_resume(run: RunDir, fresh: bool, overwrite: bool) -> Path | None:
-    latest = latest_checkpoint(run.checkpoints)
-    if latest is None:
+def _choose_resume(run: RunDir, fresh: bool, overwrite: bool, console: Console) -> Path | None:
+    """The checkpoint to resume from: the newest that verifies (a damaged one is passed over, with a notice)."""
+    checkpoints = list_checkpoints(run.checkpoints)
+    if not checkpoints:
         return None
-    if not fresh:
-        return latest
-    if not overwrite:
-        raise UserError(f"{run.root} already holds a run (up to {latest.name}); --fresh would discard it: "
-                        "add --overwrite to do so, or choose another --out")
-    for path in list_checkpoints(run.checkpoints):
-        path.unlink()
-    return None
+    if fresh:
+        if not overwrite:
+            raise UserError(f"{run.root} already holds a run (up to {checkpoints[-1].name}); --fresh would discard "
+                            "it: add --overwrite to do so, or choose another --out")
+        for path in checkpoints:
+            path.unlink()
+        return None
+    damaged: list[DamagedCheckpoint] = []
+    for path in reversed(checkpoints):
+        try:
+            verify_checkpoint(path)
+        except DamagedCheckpoint as exc:
+            damaged.append(exc)
+            continue
+        for exc in damaged:
+            console.print(f"[yellow]{escape(str(exc.path))} is damaged ({escape(exc.reason)}); resuming from "
+                          f"{path.name}[/yellow]", highlight=False, soft_wrap=True)
+        return path
+    raise UserError(f"no checkpoint in {run.checkpoints} is intact (all {len(checkpoints)} fail their checks); "
+                    f"start the run again with --fresh --overwrite, or restore a checkpoint from a backup")
 
 
 def _check_same_model(recipe: Recipe, saved: dict[str, Any], path: Path) -> None:

@@ -197,8 +197,8 @@ def data_synth(
 
     for name, value in (("--num", num), ("--frames", frames), ("--size", size), ("--fps", fps),
                         ("--max-shapes", max_shapes)):
-        if value <= 0:
-            raise UserError(f"{name} must be > 0, got {value}")
+        if not 0 < value < float("inf"):  # (NaN fails it too)
+            raise UserError(f"{name} must be a finite number > 0, got {value}")
     check_colours(colours, "--colours", UserError)  # UserError (exit 1), like the other options here
     ensure_writable_dir(out_dir)
     paths = write_synthetic_dataset(out_dir, num=num, frames=frames, size=size, fps=fps, seed=seed,

@@ -3,11 +3,12 @@ import os
 import pytest
 import torch
 
-from vidgen.core.checkpoint import (checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint,
-                                    prune_checkpoints, save_checkpoint)
+from vidgen.core.checkpoint import (DamagedCheckpoint, checkpoint_path, latest_checkpoint, list_checkpoints,
+                                    load_checkpoint, prune_checkpoints, save_checkpoint, verify_checkpoint)
 from vidgen.errors import UserError
 
-STATE = {"config": {"model": {"name": "vdm"}}, "step": 3, "networks": {"w": torch.arange(4.0)}}
+STATE = {"config": {"model": {"name": "vdm"}}, "step": 3, "networks": {"w": torch.arange(4.0)}, "ema": {},
+         "backend": {}}
 
 
 def test_round_trip_and_listing(tmp_path):
@@ -41,8 +42,16 @@ def test_damaged_foreign_and_other_model_files_are_user_errors(tmp_path):
     save_checkpoint(STATE, path)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(UserError, match="damaged"):
+    with pytest.raises(DamagedCheckpoint, match="is damaged: it is not an intact torch archive"):
         load_checkpoint(truncated)
+    text = tmp_path / "notes.pt"
+    text.write_text("hello\n")  # torch.load's legacy path fails with a KeyError on it
+    with pytest.raises(DamagedCheckpoint, match="is damaged: it is not an intact torch archive"):
+        load_checkpoint(text)
+    partial = tmp_path / "partial.pt"
+    save_checkpoint({"config": STATE["config"], "step": 1}, partial)
+    with pytest.raises(UserError, match="not a complete vidgen checkpoint \\(it has no 'networks'\\)"):
+        load_checkpoint(partial)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(UserError, match="not a vidgen checkpoint"):
@@ -60,7 +69,7 @@ def test_checkpoints_with_code_are_refused(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"format": "vidgen-checkpoint", "x": Payload()}, path)
-    with pytest.raises(UserError, match="damaged or not a torch file"):
+    with pytest.raises(UserError, match="holds objects other than tensors and plain data"):
         load_checkpoint(path)
 
 
@@ -72,3 +81,27 @@ def test_newer_format_is_refused(tmp_path):
     torch.save(state, path)
     with pytest.raises(UserError, match="newer vidgen"):
         load_checkpoint(path)
+
+
+def test_a_flipped_byte_in_any_record_is_detected(tmp_path):
+    """torch.load reads a flipped tensor byte without complaint; the CRC-32 of every record catches it, in the
+    tensors and in the pickled structure alike."""
+    path = checkpoint_path(tmp_path, 1)
+    save_checkpoint({**STATE, "networks": {"w": torch.randn(256, 256)}}, path)
+    data = path.read_bytes()
+    tensor_at = data.index(torch.load(path, weights_only=True)["networks"]["w"].numpy().tobytes()[:64])
+
+    def flip(position: int) -> None:
+        damaged = bytearray(data)
+        damaged[position] ^= 0x01
+        path.write_bytes(damaged)
+
+    flip(tensor_at + 1000)
+    assert torch.load(path, weights_only=True)["step"] == 3  # silently wrong weights
+    with pytest.raises(DamagedCheckpoint, match="record '.*/data/0' fails its CRC-32 check"):
+        load_checkpoint(path)
+    flip(data.index(b"networks") + 2)
+    with pytest.raises(DamagedCheckpoint, match="record '.*/data.pkl' fails its CRC-32 check"):
+        verify_checkpoint(path)
+    path.write_bytes(data)
+    verify_checkpoint(path)

@@ -1,16 +1,16 @@
-"""Checkpoints: plain data (state dicts, config, step, RNG states), written atomically, loaded safely.
+"""Checkpoints: plain data (state dicts, config, step, RNG states), written atomically, verified, loaded safely.
 
 A checkpoint is never code: it is loaded with `torch.load(weights_only=True)`, so a file from elsewhere cannot
 execute anything. Writes go to a temporary file that is fsynced and then renamed over the final name, so a
-crash mid-write never leaves a half-written file where the last good checkpoint is expected.
+crash mid-write never leaves a half-written file where the last good checkpoint is expected. Damage after the
+write (a flipped bit on disk, a truncated copy) is detected before use: torch.save writes a zip archive that
+records a CRC-32 of every record (the pickled structure and each tensor's bytes), and every load checks them all.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,13 @@ from typing import Any
 import torch
 
 from vidgen import __version__
+from vidgen.core.atomic import atomic_file
 from vidgen.errors import UserError
 
 FORMAT = "vidgen-checkpoint"
 FORMAT_VERSION = 1
+REQUIRED_KEYS = ("config", "step", "networks", "ema", "backend")
+"""What sampling and resuming read from every checkpoint."""
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
 _TEMP = re.compile(r"^\..+\.pt\..*\.tmp$")
 """Temporary files of save_checkpoint (".ckpt-00000200.pt.k3j9x.tmp", ".best.pt.k3j9x.tmp")."""
@@ -45,20 +48,10 @@ def latest_checkpoint(directory: Path) -> Path | None:
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Atomically write `state` (plus format markers) to `path`: temp file, fsync, rename, fsync the dir."""
+    """Atomically write `state` (plus format markers) to `path` (vidgen.core.atomic)."""
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "vidgen_version": __version__, **state}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_file(path) as handle:
+        torch.save(payload, handle)
 
 
 def remove_stale_temp_files(directory: Path) -> list[Path]:
@@ -78,36 +71,57 @@ def prune_checkpoints(directory: Path, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
+class DamagedCheckpoint(UserError):
+    """A checkpoint file that is not an intact torch archive: damaged on disk, truncated, or another file."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"checkpoint {path} is damaged: {reason}; use another checkpoint of the same run")
+        self.path = path
+        self.reason = reason
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Check the CRC-32 of every record of the archive (reading it once; the page cache then serves the load).
+    A file that is not a zip archive at all (a text file, a legacy pickle) or whose records fail their checks
+    raises DamagedCheckpoint."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, ValueError) as exc:  # not an archive, or its directory is damaged
+        raise DamagedCheckpoint(path, f"it is not an intact torch archive ({_first_line(exc)})") from None
+    except OSError as exc:
+        raise UserError(f"cannot read checkpoint {path}: {exc.strerror}") from None
+    if bad is not None:
+        raise DamagedCheckpoint(path, f"its record '{bad}' fails its CRC-32 check")
+
+
 def load_checkpoint(path: Path, expected_model: str | None = None) -> dict[str, Any]:
-    """Load a vidgen checkpoint on the CPU; a damaged, foreign or too-new file is a one-line UserError."""
+    """Load a vidgen checkpoint on the CPU after verifying it; a damaged, foreign or too-new file is a one-line
+    UserError (DamagedCheckpoint when the file itself is damaged)."""
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
+    verify_checkpoint(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"checkpoint {path} is damaged or not a torch file ({reason[:120]}); "
-                        "use an earlier checkpoint from the same run") from None
+    except pickle.UnpicklingError:  # weights_only refused an object: the file would run code to load
+        raise UserError(f"{path} holds objects other than tensors and plain data, which vidgen never loads "
+                        "(loading them could run code); it is not a vidgen checkpoint") from None
+    except (RuntimeError, EOFError, ValueError, KeyError, IndexError, OSError) as exc:
+        raise DamagedCheckpoint(path, f"torch cannot read it ({_first_line(exc)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{path} is not a vidgen checkpoint")
     if state.get("format_version", 0) > FORMAT_VERSION:
         raise UserError(f"checkpoint {path} was written by a newer vidgen ({state.get('vidgen_version')}); "
                         f"upgrade vidgen (this is {__version__}) to load it")
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise UserError(f"{path} is not a complete vidgen checkpoint (it has no '{missing[0]}')")
     model = state.get("config", {}).get("model", {}).get("name")
     if expected_model is not None and model != expected_model:
         raise UserError(f"checkpoint {path} holds a '{model}' model, not '{expected_model}'")
     return state
 
 
-def _fsync_dir(directory: Path) -> None:
-    # The rename itself is only durable once the directory entry is on disk.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:120] if text else type(exc).__name__

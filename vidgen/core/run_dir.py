@@ -1,19 +1,24 @@
-"""The layout of a run directory, and its metrics log.
+"""The layout of a run directory, its one-writer lock, and its metrics log.
 
-    RUN_DIR/config.yaml      the resolved recipe (also stored in every checkpoint)
+    RUN_DIR/config.yaml      the resolved recipe (also stored in every checkpoint), written atomically
     RUN_DIR/checkpoints/     ckpt-<step>.pt, the last K kept
     RUN_DIR/metrics.jsonl    one JSON record per logged step
     RUN_DIR/samples/         sample grids written during training
+    RUN_DIR/.lock            held (flock) by the process training the run; holds its PID
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vidgen.core.atomic import atomic_file
 from vidgen.errors import UserError
 
 
@@ -49,6 +54,42 @@ class RunDir:
             raise UserError(f"cannot write to run directory {self.root}: {exc.strerror}; "
                             "choose another --out") from None
 
+    def write_config(self, text: str) -> None:
+        """config.yaml := text, atomically and only when it changes: a process killed meanwhile leaves the old
+        file or the new one, never an empty one."""
+        if self.config.is_file() and self.config.read_text(errors="replace") == text:
+            return
+        write_atomically(self.config, text)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run for one writer: an exclusive flock on RUN_DIR/.lock for as long as the context lasts. The
+        OS releases it when the process ends, however it ends, so a killed run leaves no stale lock. A second
+        writer gets one line naming the run and the holder's PID. (flock is advisory and local: it does not guard
+        a run directory shared over NFS by two machines.)"""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+") as handle:  # "a+": no truncation before the lock is ours
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise UserError(f"{self.root} is being trained by another process (PID {holder}); wait for it to "
+                                "finish or stop it, or train into another --out") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    with atomic_file(path, "w") as handle:
+        handle.write(text)
+
 
 def ensure_writable_dir(path: Path) -> None:
     """Create `path` or fail with one line (for output folders such as `vidgen sample --out`)."""
@@ -67,11 +108,11 @@ class MetricsLog:
     def __init__(self, path: Path, resume_step: int | None = None) -> None:
         self.path = path
         if resume_step is None:
-            path.write_text("")
+            write_atomically(path, "")
         elif path.exists():
             kept = [line for line in path.read_text().splitlines()
                     if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            path.write_text("".join(line + "\n" for line in kept))
+            write_atomically(path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         try:
