@@ -7,14 +7,16 @@ checkpoint:
 - ok: an unusual but valid input (variable frame rate, odd size, grey or alpha frames) that simply works.
 
 The library-level behaviour of most of these inputs is tested beside its module (tests/core/test_io.py,
-test_config.py, test_checkpoint.py, tests/test_prepare.py); this file checks what a user sees. Rows that meet the
-same command share one run of it (module fixtures), to keep the matrix to a dozen subprocesses.
+tests/test_recipe.py, tests/core/test_checkpoint.py, tests/test_prepare.py); this file checks what a user sees.
+Rows that meet the same command share one run of it (module fixtures), to keep the matrix to a few dozen
+subprocesses.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -32,6 +34,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import TINY_VDM, run_cli, set_args
+from tests.core.test_io import write_faststart, write_jpeg
 from vidgen.core.io import read_video, write_mp4, write_png
 from vidgen.core.synthetic import render_video
 
@@ -415,3 +418,165 @@ def _log_so_far(run: Path) -> str:
     records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] \
         if metrics.exists() else []
     return "Resuming" if any(r.get("step", 0) > 2 for r in records) else ""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Damage that `data info` and training name: damaged frame images, zip members with bad CRCs, cut-off mp4s
+# (one warning line each), never a raw Python warning each time a clip reaches past the cut
+
+DAMAGED = 5  # the frame each damaged folder has damaged
+CUT_REASON = r"not a readable video \(truncated: [\d,]+ of at least [\d,]+ bytes, losing {lost}\); re-download or " \
+             r"re-encode it"
+LOST_FRAMES = r"\d+ of its 12 frames"
+
+
+def frame_folder(folder: Path, damage: Callable[[bytes], bytes] = lambda data: data, ext: str = "png") -> None:
+    """One image per frame; frame DAMAGED's bytes pass through `damage`."""
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(shapes(3)):
+        path = folder / f"{i:04d}.{ext}"
+        if ext == "png":
+            write_png(path, frame)
+        else:
+            write_jpeg(path, frame)
+        if i == DAMAGED:
+            path.write_bytes(damage(path.read_bytes()))
+
+
+def flip_bit(data: bytes) -> bytes:
+    return data[:60] + bytes([data[60] ^ 1]) + data[61:]  # inside a PNG's first IDAT chunk
+
+
+def cut(data: bytes) -> bytes:
+    return data[:len(data) * 6 // 10]
+
+
+def cut_mp4(write: Callable[..., None]) -> Callable[[Path], None]:
+    def make(path: Path) -> None:
+        write(path, shapes(4), fps=8)
+        path.write_bytes(cut(path.read_bytes()))
+
+    return make
+
+
+@dataclass(frozen=True)
+class DamageCase:
+    input: str
+    name: str
+    """The file or folder the warning line names."""
+    write: Callable[[Path], None]
+    reason: str
+    """A regular expression for the reason the line gives."""
+
+
+INFO_CASES = [
+    DamageCase("frame folder with a bit-flipped PNG", "flipped", lambda p: frame_folder(p, flip_bit),
+               re.escape("frame 0005.png: damaged PNG (its IDAT chunk fails its CRC check)")),
+    DamageCase("frame folder with a cut-off PNG", "cut_png", lambda p: frame_folder(p, cut),
+               re.escape("frame 0005.png: truncated PNG (it ends before its IEND chunk)")),
+    DamageCase("frame folder with a cut-off JPEG", "cut_jpeg", lambda p: frame_folder(p, cut, "jpg"),
+               re.escape("frame 0005.jpg: truncated JPEG (no end-of-image marker)")),
+    DamageCase("frame folder with a text file named .png", "text_png",
+               lambda p: frame_folder(p, lambda data: b"a shopping list\n"),
+               re.escape("frame 0005.png: not a readable image (") + ".+"),
+    DamageCase("mp4 cut to 60% (index at the end)", "cut_index_last.mp4", cut_mp4(write_mp4),
+               CUT_REASON.format(lost="its index, the 'moov' box")),
+    DamageCase("mp4 cut to 60% (index first)", "cut_index_first.mp4", cut_mp4(write_faststart),
+               CUT_REASON.format(lost=LOST_FRAMES)),
+]
+
+
+def unreadable_lines(result: subprocess.CompletedProcess, name: Path) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith(f"unreadable: {name} (")]
+
+
+def table_row(result: subprocess.CompletedProcess, key: str) -> str:
+    row = next(line for line in result.stdout.splitlines() if f" {key} " in line)
+    return row.split("│")[-2].strip()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# data info on a folder: two good videos (a frame folder, an mp4) beside every damaged one
+
+
+@pytest.fixture(scope="module")
+def info_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("damaged")
+    frame_folder(root / "good")
+    write_mp4(root / "good.mp4", shapes(0), fps=8)
+    for case in INFO_CASES:
+        case.write(root / case.name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def info_run(info_folder: Path) -> subprocess.CompletedProcess:
+    return run_cli("data", "info", str(info_folder), timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize("case", INFO_CASES, ids=[f"data info: {case.input}" for case in INFO_CASES])
+def test_data_info_names_the_damage(case: DamageCase, info_folder: Path, info_run: subprocess.CompletedProcess) -> None:
+    assert_clean(info_run, 0)
+    lines = unreadable_lines(info_run, info_folder / case.name)
+    assert len(lines) == 1, info_run.stderr
+    assert re.fullmatch(rf"unreadable: {re.escape(str(info_folder / case.name))} \({case.reason}\)", lines[0]), lines
+
+
+def test_data_info_counts_only_whole_videos(info_run: subprocess.CompletedProcess) -> None:
+    assert_clean(info_run, 0)
+    assert table_row(info_run, "videos") == "2" and table_row(info_run, "unreadable") == str(len(INFO_CASES))
+    assert all(line.startswith("unreadable: ") for line in info_run.stderr.splitlines()), info_run.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------
+# data info on a zip of frame folders: a good folder, a member with a bad CRC, a PNG cut off before it was zipped
+
+
+ZIP_CASES = {  # folder: reason
+    "damaged": "frame 0005.png: damaged zip member (Bad CRC-32 for file 'damaged/0005.png')",
+    "cut": "frame 0005.png: truncated PNG (it ends before its IEND chunk)",
+}
+
+
+@pytest.fixture(scope="module")
+def zip_info(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
+    root = tmp_path_factory.mktemp("zip")
+    for folder, damage in (("good", lambda data: data), ("damaged", lambda data: data), ("cut", cut)):
+        frame_folder(root / "frames" / folder, damage)
+    path = root / "frames.zip"
+    with zipfile.ZipFile(path, "w") as archive:  # stored: the zeroed bytes below land in the PNG itself
+        for png in sorted((root / "frames").rglob("*.png")):
+            archive.write(png, png.relative_to(root / "frames").as_posix())
+        member = archive.getinfo(f"damaged/{DAMAGED:04d}.png")
+    data = bytearray(path.read_bytes())
+    start = member.header_offset + 30 + len(member.filename) + 48  # past the local header, into the PNG's data
+    data[start:start + 16] = bytes(16)
+    path.write_bytes(bytes(data))
+    return run_cli("data", "info", str(path), timeout=TIMEOUT), path
+
+
+@pytest.mark.parametrize("folder", ZIP_CASES, ids=["data info: zip member with a bad CRC",
+                                                   "data info: zip member holding a cut-off PNG"])
+def test_data_info_names_damaged_zip_members(folder: str, zip_info: tuple) -> None:
+    result, path = zip_info
+    assert_clean(result, 0)
+    assert unreadable_lines(result, Path(f"{path}/{folder}")) == [f"unreadable: {path}/{folder} ({ZIP_CASES[folder]})"]
+    assert table_row(result, "videos") == "1" and table_row(result, "unreadable") == "2"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Training beside a cut-off mp4 whose index survived: it probes fine, but clips past the cut fail to decode
+
+
+def test_training_names_a_cut_off_mp4_once(tmp_path: Path) -> None:
+    videos = tmp_path / "v"
+    videos.mkdir()
+    write_mp4(videos / "good.mp4", shapes(0), fps=8)
+    cut_mp4(write_faststart)(videos / "cut.mp4")
+    result = run_cli("train", "vdm-tiny", "--out", str(tmp_path / "run"), "--max-steps", "2",
+                     *set_args([*TINY_VDM, "train.batch_size=2", f"data.source={videos}"]), timeout=TIMEOUT)
+    assert_clean(result, 0)
+    text = " ".join(result.stderr.split())  # rich wraps long lines at the terminal's width
+    skipped = rf"skipped 1 video: {re.escape(str(videos / 'cut.mp4'))} \({CUT_REASON.format(lost=LOST_FRAMES)}\)"
+    assert re.search(skipped, text) and text.count("cut.mp4") == 1, result.stderr  # named once, before training
+    assert "Warning" not in result.stderr, result.stderr

@@ -150,7 +150,7 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
     dataset = build_dataset(recipe.data, seed=recipe.run.seed, clips=backend.training_clips())
     backend.check_dataset(dataset)
     if dataset.skipped:
-        console.print(f"[yellow]{escape(summarize_skipped(dataset.skipped))}[/yellow]")
+        console.print(f"[yellow]{escape(summarize_skipped(dataset.skipped))}[/yellow]", soft_wrap=True)
     micro_batches_per_step = cfg.grad_accum
     videos_per_step = cfg.batch_size * cfg.grad_accum * num_streams  # the global batch
     loader = make_train_loader(dataset, batch_size=cfg.batch_size * streams_per_rank, seed=recipe.run.seed,

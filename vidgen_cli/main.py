@@ -217,8 +217,8 @@ def data_info(path: Annotated[Path, typer.Argument(help="A dataset: video folder
     for key, value in summary.rows():
         table.add_row(key, value)
     out.print(table)
-    for bad, reason in summary.unreadable:
-        err.print(f"[yellow]unreadable:[/yellow] {bad} ({reason})", highlight=False)
+    for bad, reason in summary.unreadable:  # one line each, never wrapped
+        err.print(f"[yellow]unreadable:[/yellow] {escape(bad)} ({escape(reason)})", highlight=False, soft_wrap=True)
 
 
 from vidgen_cli.metrics_cli import register as register_metrics  # noqa: E402  (needs user_errors above)

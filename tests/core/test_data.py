@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import shutil
 import zipfile
 from itertools import islice
 from pathlib import Path
@@ -16,7 +17,7 @@ from vidgen.core.clips import ContiguousClips
 from vidgen.core.data.dataset import build_dataset, resize_center_crop
 from vidgen.core.data.info import dataset_info
 from vidgen.core.data.loader import TrainSampler, make_train_loader, sample_key
-from vidgen.core.data.sources import summarize_skipped
+from vidgen.core.data.sources import find_videos, summarize_skipped
 from vidgen.core.io import write_mp4, write_png
 from vidgen.core.synthetic import render_video, video_seed
 from vidgen.errors import UserError
@@ -160,6 +161,43 @@ def test_dataset_info(video_folder: Path, frame_folders: Path) -> None:
     rows = dict(dataset_info(frame_folders).rows())
     assert rows["videos"] == "2" and rows["fps"] == "not stated (2)" and rows["resolutions (w x h)"] == "28x20 (2)"
     assert rows["frames min / median / max"] == "9 / 10.5 / 12"
+
+
+def damage_zip_member(path: Path, member: str) -> None:
+    """Zero 16 bytes inside a stored member: its CRC-32 no longer matches."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra) + 48  # into the PNG's data
+    data[start:start + 16] = bytes(16)
+    path.write_bytes(bytes(data))
+
+
+def test_dataset_info_reads_every_frame_and_names_the_damaged(frame_folders: Path, tmp_path: Path) -> None:
+    root = tmp_path / "frames"
+    shutil.copytree(frame_folders, root)
+    frame = root / "clip_b" / "0005.png"
+    data = bytearray(frame.read_bytes())
+    data[60] ^= 1  # a flipped bit inside the image data: only the PNG's CRC shows it
+    frame.write_bytes(bytes(data))
+    (root / "clip_b" / "0007.png").write_bytes(b"")
+    info = dataset_info(root)
+    assert info.num_videos == 1
+    assert info.unreadable == [(str(root / "clip_b"), "frame 0005.png: damaged PNG (its IDAT chunk fails its CRC "
+                                                      "check); and 1 more damaged frame")]
+    assert dict(info.rows())["unreadable"] == "1"
+    # Indexing for training reads no frame: a damaged one is met (and replaced) when a clip decodes it.
+    assert len(find_videos(root)[0]) == 2
+
+    archive = tmp_path / "frames.zip"
+    with zipfile.ZipFile(archive, "w") as writer:
+        for png in sorted(frame_folders.rglob("*.png")):
+            writer.write(png, png.relative_to(frame_folders).as_posix())
+    damage_zip_member(archive, "clip_a/0003.png")
+    info = dataset_info(archive)
+    assert info.num_videos == 1
+    assert info.unreadable == [(f"{archive}/clip_a", "frame 0003.png: damaged zip member (Bad CRC-32 for file "
+                                                     "'clip_a/0003.png')")]
 
 
 # ----------------------------------------------------------------------------------------------------------

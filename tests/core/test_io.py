@@ -12,6 +12,7 @@ import pytest
 from vidgen.core import io
 from vidgen.core.io import (
     VideoReadError,
+    check_image,
     make_grid,
     probe_video,
     read_image,
@@ -41,6 +42,24 @@ def write_with_codec(path: Path, frames: np.ndarray, codec: str, pix_fmt: str, f
         stream.codec_context.gop_size = gop
         for image in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def write_faststart(path: Path, frames: np.ndarray, fps: int = 8) -> None:
+    """An H.264 mp4 with its index (the 'moov' box) before its frames, as streaming sites serve them."""
+    with av.open(str(path), "w", format="mp4", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def write_jpeg(path: Path, image: np.ndarray) -> None:
+    with av.open(str(path), "w", format="image2") as container:
+        stream = container.add_stream("mjpeg", rate=1)
+        stream.width, stream.height, stream.pix_fmt = image.shape[1], image.shape[0], "yuvj420p"
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuvj420p")))
         container.mux(stream.encode())
 
 
@@ -195,6 +214,59 @@ def test_too_few_frames_raises(tmp_path: Path) -> None:
         read_video(path, start=20)
 
 
+@pytest.mark.parametrize("index", ["last", "first"])
+def test_a_cut_off_mp4_says_what_it_lost(tmp_path: Path, index: str) -> None:
+    path = tmp_path / "cut.mp4"
+    (write_mp4 if index == "last" else write_faststart)(path, smooth_video(20, 32, 32), fps=8)
+    data = path.read_bytes()
+    kept = len(data) * 6 // 10
+    path.write_bytes(data[:kept])
+    # With its index at the end (write_mp4), nothing can be located; with it first, the frames before the cut
+    # still probe and decode, and only a whole read says which are gone.
+    lost = "its index, the 'moov' box" if index == "last" else r"\d+ of its 20 frames"
+    reason = rf"not a readable video \(truncated: {kept:,} of at least [\d,]+ bytes, losing {lost}\); re-download"
+    with pytest.raises(VideoReadError, match=reason) as caught:
+        probe_video(path)
+    assert caught.value.path == str(path)
+    # A read that meets the cut (a file given to `sample --extend` is read without probing) names it the same way.
+    with pytest.raises(VideoReadError, match=reason):
+        read_video(path)
+
+
+@pytest.mark.parametrize("tail", ["padding", "zeros", "a cut trailing box"])
+def test_bytes_after_an_mp4s_frames_are_not_a_cut(tmp_path: Path, tail: str) -> None:
+    path = tmp_path / "whole.mp4"
+    write_mp4(path, smooth_video(10, 16, 16), fps=8)
+    extra = {"padding": b"\0" * 3, "zeros": b"\0" * 64,
+             "a cut trailing box": (1000).to_bytes(4, "big") + b"free" + bytes(92)}[tail]
+    path.write_bytes(path.read_bytes() + extra)
+    assert probe_video(path).num_frames == 10
+    assert read_video(path).shape == (10, 16, 16, 3)
+
+
+def test_check_image_finds_damage_without_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    image = np.random.default_rng(0).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    write_png(tmp_path / "a.png", image)
+    write_jpeg(tmp_path / "a.jpg", image)
+    png, jpeg = (tmp_path / "a.png").read_bytes(), (tmp_path / "a.jpg").read_bytes()
+    flipped = bytearray(png)
+    flipped[60] ^= 1  # inside the IDAT chunk's data (signature 8 + IHDR chunk 25 + IDAT header 8 = 41)
+    damaged = {
+        "flipped bit": (bytes(flipped), "damaged PNG (its IDAT chunk fails its CRC check)"),
+        "cut PNG": (png[:len(png) // 2], "truncated PNG (it ends before its IEND chunk)"),
+        "cut JPEG": (jpeg[:len(jpeg) // 2], "truncated JPEG (no end-of-image marker)"),
+        "text": (b"a shopping list\n", "not a readable image"),
+    }
+    for name, (data, reason) in damaged.items():
+        with pytest.raises(VideoReadError) as caught:
+            check_image(data, name)
+        assert caught.value.path == name and reason in caught.value.reason
+    # Whole PNGs and JPEGs are checked from their bytes alone: nothing is decoded.
+    monkeypatch.setattr(io, "read_image", lambda *args, **kwargs: pytest.fail("decoded"))
+    check_image(png, "a.png")
+    check_image(jpeg, "a.jpg")
+
+
 def test_png_round_trip_is_exact(tmp_path: Path) -> None:
     image = np.random.default_rng(0).integers(0, 256, (13, 21, 3), dtype=np.uint8)
     write_png(tmp_path / "a.png", image)
@@ -208,11 +280,7 @@ def test_png_round_trip_is_exact(tmp_path: Path) -> None:
 def test_read_jpeg(tmp_path: Path) -> None:
     image = np.full((12, 20, 3), (200, 40, 90), np.uint8)
     path = tmp_path / "frame.jpg"
-    with av.open(str(path), "w", format="image2") as container:
-        stream = container.add_stream("mjpeg", rate=1)
-        stream.width, stream.height, stream.pix_fmt = 20, 12, "yuvj420p"
-        container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuvj420p")))
-        container.mux(stream.encode())
+    write_jpeg(path, image)
     decoded = read_image(path)
     assert decoded.shape == (12, 20, 3)
     assert np.abs(decoded.astype(float) - image).mean() < 4.0

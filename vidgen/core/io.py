@@ -4,6 +4,9 @@ Frame indices are decode order ordinals (frame 0 is the first frame a decoder ou
 to the keyframe before it and decodes forward, mapping each decoded frame's timestamp to its index at the
 stream's frame rate; that mapping is exact for constant-frame-rate files, which is what video datasets hold.
 No PIL: images are decoded with PyAV and PNGs are written with zlib.
+
+Damage is named where it is found: a cut-off mp4 or mov says what it lost when probed, and a frame image can be
+checked whole (check_image) by reading it, without decoding it.
 """
 
 from __future__ import annotations
@@ -57,8 +60,14 @@ class VideoInfo:
 
 
 def probe_video(path: str | Path) -> VideoInfo:
-    """Frame count, rate and size of a video file, without decoding any frame."""
+    """Frame count, rate and size of a video file, without decoding any frame.
+
+    A cut-off mp4 or mov is a VideoReadError saying what was lost, here, once, rather than a decoding error at
+    every clip that reaches past the cut (its header still lists every frame).
+    """
     path = Path(path)
+    if (truncation := _truncation(path)) is not None:
+        raise VideoReadError(path, truncation)
     with _open_video(path) as (container, stream):
         num_frames = stream.frames
         trusted = _EXACT_COUNT_FORMATS & set(container.format.name.split(","))
@@ -130,7 +139,8 @@ def _av_errors(path: Path) -> Iterator[None]:
     try:
         yield
     except av.FFmpegError as exc:
-        raise VideoReadError(path, f"not a readable video ({_reason(exc)})") from None
+        reason = _truncation(path) or f"not a readable video ({_reason(exc)})"
+        raise VideoReadError(path, reason) from None
 
 
 def _reason(exc: BaseException) -> str:
@@ -189,6 +199,113 @@ def _decode_counting(container: av.container.InputContainer, stream: av.VideoStr
         if index >= start and (index - start) % stride == 0:
             frames.append(frame.to_ndarray(format="rgb24"))  # converts gray, RGBA, YUV ... to RGB
     return frames
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Damage: cut-off mp4 / mov files, and damaged frame images
+
+
+# Box types that open an ISO base media file (mp4, mov): the file is a sequence of top-level boxes, each of which
+# states its own size (ISO/IEC 14496-12 §4.2), so a file shorter than its boxes was cut off.
+_ISO_FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"styp"}
+
+
+def _truncation(path: Path) -> str | None:
+    """What a cut-off mp4 / mov lost (None: its top-level boxes fill the file, or it is no such file).
+
+    Cheap enough for every probe: one 16-byte read per top-level box (a handful; one pair per fragment in a
+    fragmented mp4). Only a cut file with its index intact is opened, to count the frames that were lost.
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as file:
+            position, seen = 0, set()
+            while position < size:
+                file.seek(position)
+                header = file.read(16)
+                if len(header) < 8:
+                    return None  # a few trailing bytes: padding that players ignore
+                length, kind = struct.unpack(">I4s", header[:8])
+                if position == 0 and kind not in _ISO_FIRST_BOXES:
+                    return None
+                if not (kind.isascii() and kind.isalnum()) or length in range(2, 8):
+                    return None  # not a box: trailing junk, or damage that FFmpeg reports; not a cut
+                if length == 1:  # a 64-bit size follows the type
+                    length = struct.unpack(">Q", header[8:16])[0] if len(header) == 16 else 16
+                elif length == 0:  # the box runs to the end of the file
+                    length = size - position
+                if position + length > size:
+                    break
+                seen.add(kind)
+                position += length
+            else:
+                return None
+    except OSError:
+        return None  # unreadable for another reason: opening the file says which
+    if b"moov" not in seen:
+        lost = "its index, the 'moov' box"
+    else:
+        counts = _whole_frames(path)
+        if counts is not None and counts[0] >= counts[1]:
+            return None  # the cut took none of its frames (only trailing metadata): the video is whole
+        lost = f"{counts[1] - counts[0]} of its {counts[1]} frames" if counts else "its last frames"
+    return (f"not a readable video (truncated: {size:,} of at least {position + length:,} bytes, losing {lost}); "
+            "re-download or re-encode it")
+
+
+def _whole_frames(path: Path) -> tuple[int, int] | None:
+    """(frames whose data is all in the file, frames its index lists) of a cut file (None: not countable)."""
+    try:
+        with av.open(str(path), metadata_errors="replace") as container:
+            if not container.streams.video or container.streams.video[0].frames <= 0:
+                return None  # a fragmented mp4: its index does not count the frames
+            stream = container.streams.video[0]
+            # Demuxing reads packets without decoding; the one the cut went through comes back flagged corrupt.
+            whole = sum(1 for packet in container.demux(stream) if packet.size > 0 and not packet.is_corrupt)
+    except av.FFmpegError:
+        return None
+    return whole, stream.frames
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
+
+
+def check_image(data: bytes, name: str) -> None:
+    """Raise VideoReadError unless `data` is a whole PNG or JPEG, without decoding its pixels.
+
+    A PNG must hold its chunks through IEND, each with a matching CRC-32 (PNG spec, ISO/IEC 15948 §5.3): that
+    finds cut-off, zero-filled and bit-flipped files at the speed of crc32. JPEG has no checksum: it must start
+    and end with its markers (zero padding after the end aside), which finds cut-off files. Other data is decoded
+    (read_image), which rejects what is not an image.
+    """
+    if data.startswith(_PNG_SIGNATURE):
+        problem = _png_damage(memoryview(data))
+    elif data.startswith(_JPEG_START):
+        whole = data[-4096:].rstrip(b"\0").endswith(_JPEG_END)
+        problem = None if whole else "truncated JPEG (no end-of-image marker)"
+    else:
+        read_image(data, name=name)
+        return
+    if problem is not None:
+        raise VideoReadError(name, problem)
+
+
+def _png_damage(data: memoryview) -> str | None:
+    """What is wrong with a PNG's chunks (None: all there, through IEND, each matching its CRC-32)."""
+    position = len(_PNG_SIGNATURE)
+    while position + 12 <= len(data):  # a chunk: length, type, data, CRC-32 of type and data
+        length, kind = struct.unpack_from(">I4s", data, position)
+        end = position + 12 + length
+        if end > len(data):
+            break
+        if zlib.crc32(data[position + 4:end - 4]) != struct.unpack_from(">I", data, end - 4)[0]:
+            chunk = f"its {kind.decode()} chunk" if kind.isalpha() else "a chunk"
+            return f"damaged PNG ({chunk} fails its CRC check)"
+        if kind == b"IEND":
+            return None
+        position = end
+    return "truncated PNG (it ends before its IEND chunk)"
 
 
 # ----------------------------------------------------------------------------------------------------------

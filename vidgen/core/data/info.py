@@ -22,7 +22,7 @@ class DatasetInfo:
     fps: dict[float | None, int]
     """Frame rate -> number of videos (sources that state no rate count under fps_default)."""
     unreadable: list[tuple[str, str]]
-    """(path, reason) of each video that could not be read."""
+    """(path, reason) of each video that could not be read or has a damaged frame."""
 
     @property
     def num_videos(self) -> int:
@@ -61,7 +61,12 @@ def dataset_info(path: str | Path, fps_default: float | None = None) -> DatasetI
 
     Sources that state no frame rate (frame folders) count under `fps_default` (None: "not stated").
     """
-    videos, unreadable = find_videos(path)
+    # How deep to look: every frame image is read in full and checked without decoding (zip CRC-32s, PNG chunk
+    # CRCs, JPEG end markers), which finds damage anywhere at about the speed of reading the files. Measured on
+    # 300 PNG frames of 256 x 256 (42 MB, warm cache): about 0.1 s, against 0.06 s for the listing and first
+    # frames alone and 1.2-1.8 s for decoding every frame. Video files are probed: their headers, and the box
+    # sizes that show a cut mp4 (20 us a file); damage inside a video's frames shows only when they are decoded.
+    videos, unreadable = find_videos(path, check_frames=True)
     counts: list[int] = []
     sizes: Counter[tuple[int, int]] = Counter()
     rates: Counter[float | None] = Counter()

@@ -16,7 +16,7 @@ import os
 import posixpath
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from vidgen.core.files import LazyFile, file_fingerprint
-from vidgen.core.io import VideoInfo, VideoReadError, probe_video, read_image, read_video
+from vidgen.core.io import VideoInfo, VideoReadError, check_image, probe_video, read_image, read_video
 from vidgen.core.shards import is_shards_dir, load_shards
 from vidgen.core.synthetic import SceneStyle, render_video
 from vidgen.errors import UserError
@@ -123,6 +123,10 @@ class FrameFolder:
         height, width, _ = read_image(self.paths[0]).shape
         return width, height
 
+    def check_frames(self) -> None:
+        """Read every frame's file in full (check_image: no decoding); a damaged one is a VideoReadError."""
+        _check_frames(self, [path.name for path in self.paths], lambda i: _file_bytes(self.paths[i]))
+
     def relative_name(self, root: Path) -> str:
         return Path(self.name).relative_to(root).as_posix()
 
@@ -157,6 +161,12 @@ class ZipFrameFolder:
         height, width, _ = self._image(self.members[0]).shape
         return width, height
 
+    def check_frames(self) -> None:
+        """Read every frame's member in full (which checks its CRC-32) and check_image it; a damaged one is a
+        VideoReadError."""
+        _check_frames(self, [posixpath.basename(member) for member in self.members],
+                      lambda i: self._member(self.members[i]))
+
     def relative_name(self, root: Path) -> str:
         return self.folder
 
@@ -168,12 +178,34 @@ class ZipFrameFolder:
         return tuple(Path(member).stem for member in self.members)
 
     def _image(self, member: str) -> np.ndarray:
-        name = f"{self.archive.path}/{member}"
+        return read_image(self._member(member), name=f"{self.archive.path}/{member}")
+
+    def _member(self, member: str) -> bytes:
         try:
-            data = self.archive.get().read(member)
+            return self.archive.get().read(member)
         except (zipfile.BadZipFile, zlib.error) as exc:  # a damaged member (bad CRC, bad deflate): skip the video
-            raise VideoReadError(name, f"damaged zip member ({exc})") from None
-        return read_image(data, name=name)
+            raise VideoReadError(f"{self.archive.path}/{member}", f"damaged zip member ({exc})") from None
+
+
+def _check_frames(video: Video, names: Sequence[str], data: Callable[[int], bytes]) -> None:
+    """Raise one VideoReadError for `video` naming its first damaged frame and how many there are."""
+    damaged = []
+    for index, name in enumerate(names):
+        try:
+            check_image(data(index), name)
+        except VideoReadError as exc:
+            damaged.append(f"{name}: {exc.reason}")
+    if damaged:
+        more = len(damaged) - 1
+        also = f"; and {more} more damaged frame{'s' if more > 1 else ''}" if more else ""
+        raise VideoReadError(video.name, f"frame {damaged[0]}{also}")
+
+
+def _file_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise VideoReadError(path, f"cannot be read ({exc.strerror or exc})") from None
 
 
 @dataclass(frozen=True)
@@ -201,8 +233,13 @@ class SyntheticVideo:
 # Finding videos
 
 
-def find_videos(source: str | Path) -> tuple[list[StoredVideo], list[tuple[str, str]]]:
-    """Index a folder or zip: the readable videos (probed, not decoded) and the (path, reason) of the rest."""
+def find_videos(source: str | Path, check_frames: bool = False) -> tuple[list[StoredVideo], list[tuple[str, str]]]:
+    """Index a folder or zip: the readable videos (probed, not decoded) and the (path, reason) of the rest.
+
+    With `check_frames`, every image of a frame folder (or zip of them) is read in full and checked, and a folder
+    with a damaged one is left out: that reads the whole dataset once (what `vidgen data info` does to report
+    them). Without it, only the file listing is read, and a damaged frame is found when a clip decodes it.
+    """
     path = Path(source).expanduser()
     if not path.exists():
         raise UserError(f"data source '{path}' does not exist; {_SOURCE_HINT}")
@@ -211,13 +248,12 @@ def find_videos(source: str | Path) -> tuple[list[StoredVideo], list[tuple[str, 
     if path.is_file():
         if path.suffix.lower() != ".zip":
             raise UserError(f"data source '{path}' is a file, not a folder or .zip; {_SOURCE_HINT}")
-        return _zip_frame_folders(path), []
+        return _whole(_zip_frame_folders(path), check_frames)
     video_paths, frame_folders = _walk(path)
     if not video_paths and not frame_folders:
         raise UserError(f"no videos in '{path}': found no {'/'.join(VIDEO_EXTENSIONS)} files and no folders "
                         f"of .png/.jpg frames; {_SOURCE_HINT}")
-    videos: list[StoredVideo] = [FrameFolder(str(folder), paths) for folder, paths in frame_folders]
-    skipped = []
+    videos, skipped = _whole([FrameFolder(str(folder), paths) for folder, paths in frame_folders], check_frames)
     for video_path in video_paths:
         try:
             videos.append(VideoFile(probe_video(video_path)))
@@ -250,7 +286,23 @@ def _walk(root: Path) -> tuple[list[Path], list[tuple[Path, tuple[Path, ...]]]]:
     return video_paths, frame_folders
 
 
-def _zip_frame_folders(path: Path) -> list[StoredVideo]:
+def _whole(folders: Sequence[FrameFolder | ZipFrameFolder],
+           check: bool) -> tuple[list[StoredVideo], list[tuple[str, str]]]:
+    """The folders (with `check`: those whose frames all check out), and the (name, reason) of the rest."""
+    if not check:
+        return list(folders), []
+    whole: list[StoredVideo] = []
+    damaged = []
+    for folder in folders:
+        try:
+            folder.check_frames()
+            whole.append(folder)
+        except VideoReadError as exc:
+            damaged.append((folder.name, exc.reason))
+    return whole, damaged
+
+
+def _zip_frame_folders(path: Path) -> list[ZipFrameFolder]:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
