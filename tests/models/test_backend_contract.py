@@ -172,7 +172,8 @@ def test_samples_are_videos_in_range_one_per_seed(spec, overfit):
 def test_networks_and_extra_state_round_trip_through_a_checkpoint_file(spec, overfit, tmp_path):
     recipe, state, _ = overfit
     path = tmp_path / "state.pt"
-    save_checkpoint({"networks": state.backend.networks.state_dict(), "backend": state.backend.extra_state()}, path)
+    save_checkpoint({"config": recipe.to_dict(), "step": state.step, "networks": state.backend.networks.state_dict(),
+                     "ema": {}, "backend": state.backend.extra_state()}, path)
     restored = build_backend(recipe)
     saved = load_checkpoint(path)
     restored.networks.load_state_dict(saved["networks"])
