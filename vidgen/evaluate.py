@@ -12,7 +12,8 @@ real statistics per protocol (from a stats file, the cache, or by extracting fea
 -> the distance of each protocol. Protocols that see the same clips (fvd2048_16f and kvd2048_16f) share one
 pass over the videos. Real statistics are cached under $VIDGEN_HOME/stats keyed by the data's fingerprint,
 the protocol's settings, the detector's sha256 and the seed, so a second evaluation against the same data
-does no real-side work.
+does no real-side work; a cache that cannot be written is skipped with one warning. Output files are checked
+before the work, and a write that fails after it still hands back the scores (OutputNotWritten).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from torch import nn
 
 from vidgen import __version__
@@ -35,6 +37,7 @@ from vidgen.core.data.sources import Video
 from vidgen.core.device import resolve_device
 from vidgen.core.distributed import DistInfo
 from vidgen.core.progress import task_progress
+from vidgen.core.run_dir import check_output_file
 from vidgen.errors import ConfigError, UserError
 from vidgen.metrics.detectors import Detector, load_detector, vidgen_home
 from vidgen.metrics.features import ClipDataset, clip_batches, extract_features, generated_batches
@@ -111,6 +114,16 @@ class EvalResult:
         }
 
 
+class OutputNotWritten(UserError):
+    """The scores were computed but an output could not be written (a full disk, a read-only mount): `what`
+    names it and why; `result` keeps the scores, so the caller can still show them."""
+
+    def __init__(self, what: str, result: EvalResult) -> None:
+        super().__init__(f"could not write {what}")
+        self.what = what
+        self.result = result
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Evaluation
 
@@ -123,6 +136,10 @@ class _Options:
     batch_size: int
     workers: int
     console: Console
+
+    def warn(self, message: str) -> None:
+        """One yellow line on the console: something was left out or skipped, and scoring goes on."""
+        self.console.print(f"[yellow]{escape(message)}[/yellow]", highlight=False, soft_wrap=True)
 
 
 @dataclass(frozen=True)
@@ -161,17 +178,23 @@ def evaluate(real: str | Path, fake: str | Path | GeneratorSource, metrics: str 
              device: str = "auto", allow_fewer: bool = False, save_stats: Path | None = None,
              detector_dir: Path | None = None, detector_files: Mapping[str, Path] | None = None,
              batch_size: int = 4, workers: int = 2, sample_options: Mapping[str, Any] | None = None,
-             use_cache: bool = True, cache_dir: Path | None = None, console: Console | None = None) -> EvalResult:
+             use_cache: bool = True, cache_dir: Path | None = None, num_fake: int | None = None,
+             console: Console | None = None) -> EvalResult:
     """Score `fake` against `real` with each protocol in `metrics` (names, or Protocol objects for custom
     budgets). `seed` picks the real clips and the fake sample seeds (seed, seed + 1, ...). With
     `allow_fewer`, fewer videos than a protocol asks for (or videos too short for its clips, then left out)
     give a result labelled with the count actually used instead of an error. `batch_size` clips go through
     the detector at once, decoded by `workers` DataLoader processes. `sample_options`: when `fake` is a run,
     sampling options in place of its recipe's (e.g. {"steps": 50, "batch_size": 16}), checked as `vidgen sample`
-    checks them."""
+    checks them. `num_fake`: score this many fake videos per protocol instead of its count (a run generates
+    them, a folder gives its first ones), labelled with the count. `save_stats` is checked before any work; if
+    writing it fails after scoring, OutputNotWritten carries the result."""
     if batch_size < 1 or workers < 0:
         raise ConfigError(f"batch size must be >= 1 and workers >= 0, got {batch_size} and {workers}")
     protocols = get_protocols(metrics)
+    _check_num_fake(num_fake, protocols)
+    if save_stats is not None:
+        check_output_file(Path(save_stats), "--save-stats", "real-stats.npz")
     dev = resolve_device(device)
     opts = _Options(seed, dev, allow_fewer, batch_size, workers, console or Console(stderr=True))
 
@@ -191,7 +214,7 @@ def evaluate(real: str | Path, fake: str | Path | GeneratorSource, metrics: str 
         fake_path = Path(fake)
         fake_run = _open_run(fake_path, dev, sample_options or {}) if is_run(fake_path) else None
     groups = _groups(protocols)
-    fake_clips = {} if fake_run is not None else _fake_folder_clips(fake_path, groups, opts)
+    fake_clips = {} if fake_run is not None else _fake_folder_clips(fake_path, groups, opts, num_fake)
 
     # --- Real statistics: a stats file, the cache, or one pass per group of protocols --------------------
     real_stats, origins = _real_statistics(str(real), protocols, detectors, opts, use_cache,
@@ -204,8 +227,8 @@ def evaluate(real: str | Path, fake: str | Path | GeneratorSource, metrics: str 
     for group in groups:
         first, detector = group[0], detectors[group[0].detector]
         if fake_run is not None:
-            count = first.num_videos
-            sinks = _generated_statistics(fake_run, group, detector, list(range(seed, seed + count)), dev,
+            count = num_fake or first.num_videos
+            sinks = _generated_statistics(fake_run, group, detector, range(seed, seed + count), dev,
                                           opts.console)
         else:
             clips = fake_clips[first.clip_key]
@@ -229,26 +252,41 @@ def evaluate(real: str | Path, fake: str | Path | GeneratorSource, metrics: str 
         used = min(ref.count, fake_counts[protocol.name])
         results.append(MetricResult(protocol.name, protocol.label(used), value, protocol, detector.name,
                                     detector.sha256, ref.count, fake_counts[protocol.name], origins[protocol.name]))
+    result = EvalResult(tuple(results), str(real), str(fake_path), seed, str(dev))
     if save_stats is not None:
-        statsfile.save_stats(Path(save_stats), [real_stats[p.name] for p in protocols])
-    return EvalResult(tuple(results), str(real), str(fake_path), seed, str(dev),
-                      None if save_stats is None else str(save_stats))
+        try:
+            statsfile.save_stats(Path(save_stats), [real_stats[p.name] for p in protocols])
+        except OSError as exc:  # checked before the work, yet the disk filled or the place changed meanwhile
+            raise OutputNotWritten(f"--save-stats {save_stats} ({exc.strerror or exc})", result) from None
+        result = dataclasses.replace(result, saved_stats=str(save_stats))
+    return result
+
+
+def _check_num_fake(num_fake: int | None, protocols: Sequence[Protocol]) -> None:
+    if num_fake is None:
+        return
+    if num_fake < 2:
+        raise ConfigError(f"--num must be >= 2 (a score needs at least 2 videos), got {num_fake}")
+    for protocol in protocols:
+        if num_fake > protocol.num_videos:
+            raise ConfigError(f"--num {num_fake} is more than the {protocol.num_videos} videos of {protocol.name}; "
+                              f"give at most {protocol.num_videos}")
 
 
 def contribute_generated_statistics(source: GeneratorSource, metrics: Sequence[str | Protocol], *, seed: int,
                                     device: str | torch.device, detector_dir: Path | None = None,
-                                    console: Console | None = None) -> None:
-    """What a rank other than 0 does while rank 0 runs `evaluate(real, source, metrics, seed=seed)` with
-    source.ranks set: generate and featurise its block of the fake videos, group by group, and hand the
-    statistics to the gather."""
+                                    num_fake: int | None = None, console: Console | None = None) -> None:
+    """What a rank other than 0 does while rank 0 runs `evaluate(real, source, metrics, seed=seed,
+    num_fake=num_fake)` with source.ranks set: generate and featurise its block of the fake videos, group by
+    group, and hand the statistics to the gather."""
     protocols = get_protocols(metrics)
     dev = resolve_device(str(device))
     detectors = {name: load_detector(name, dev, detector_dir)
                  for name in dict.fromkeys(p.detector for p in protocols)}
     for group in _groups(protocols):
         first = group[0]
-        _generated_statistics(source, group, detectors[first.detector], list(range(seed, seed + first.num_videos)),
-                              dev, console or Console(quiet=True))
+        _generated_statistics(source, group, detectors[first.detector],
+                              range(seed, seed + (num_fake or first.num_videos)), dev, console or Console(quiet=True))
 
 
 def _generated_statistics(source: GeneratorSource, group: Sequence[Protocol], detector: Detector,
@@ -279,15 +317,17 @@ def _generated_statistics(source: GeneratorSource, group: Sequence[Protocol], de
     return merged
 
 
-def _fake_folder_clips(folder: Path, groups: Sequence[Sequence[Protocol]], opts: _Options) -> dict[tuple, ClipDataset]:
-    """Per group of protocols, the clips of a folder of generated videos (the first videos long enough,
-    from frame 0), after checking there are enough of them."""
-    videos = index_videos(folder, "FAKE folder")
+def _fake_folder_clips(folder: Path, groups: Sequence[Sequence[Protocol]], opts: _Options,
+                       num_fake: int | None) -> dict[tuple, ClipDataset]:
+    """Per group of protocols, the clips of a folder of generated videos (the first `num_fake`, or the
+    protocol's count, of the videos long enough, from frame 0), after checking there are enough of them."""
+    videos = index_videos(folder, "FAKE folder", opts.warn)
     clips = {}
     for group in groups:
         first = group[0]
-        selection = select_fake_clips([v.num_frames for v in videos], first)
-        _check_count(len(selection.videos), len(selection.too_short), first, f"FAKE '{folder}'", opts)
+        wanted = num_fake or first.num_videos
+        selection = select_fake_clips([v.num_frames for v in videos], dataclasses.replace(first, num_videos=wanted))
+        _check_count(len(selection.videos), len(selection.too_short), first, f"FAKE '{folder}'", opts, wanted)
         clips[first.clip_key] = ClipDataset([videos[i] for i in selection.videos], selection.starts, first.frames,
                                             first.stride)
     return clips
@@ -312,27 +352,51 @@ def _real_statistics(real: str, protocols: Sequence[Protocol], detectors: Mappin
 
     stats: dict[str, RealStats] = {}
     origins: dict[str, RealOrigin] = {}
+    cache = _Cache(cache_dir, opts.warn) if use_cache else None
     for protocol in protocols:
         cached = cache_path(cache_dir, fingerprint, protocol, detectors[protocol.detector].sha256, opts.seed)
-        entry = _read_cache(cached, protocol, detectors[protocol.detector].sha256) if use_cache else None
+        entry = _read_cache(cached, protocol, detectors[protocol.detector].sha256) if cache else None
         if entry is not None:
             _check_count(entry.count, entry.too_short, protocol, label, opts)
             stats[protocol.name], origins[protocol.name] = entry, "cache"
 
     missing = [p for p in protocols if p.name not in stats]
     if missing:
-        videos = spec.make_videos() if spec is not None else index_videos(path, "REAL data")
+        videos = spec.make_videos() if spec is not None else index_videos(path, "REAL data", opts.warn)
         for group in _groups(missing):
             for entry in _compute_real(videos, group, detectors[group[0].detector], fingerprint, label, opts):
                 stats[entry.protocol.name], origins[entry.protocol.name] = entry, "computed"
-                if use_cache:
-                    statsfile.save_stats(cache_path(cache_dir, fingerprint, entry.protocol, entry.detector_sha256,
-                                                    opts.seed), [entry])
+                if cache:
+                    cache.save(cache_path(cache_dir, fingerprint, entry.protocol, entry.detector_sha256,
+                                          opts.seed), entry)
     return stats, origins
 
 
+@dataclass
+class _Cache:
+    """Writes to the real-statistics cache. A cache that cannot be written (a read-only or unusable
+    $VIDGEN_HOME) only costs the next evaluation its real-side work: one warning, and scoring goes on."""
+
+    folder: Path
+    warn: Callable[[str], None]
+    broken: bool = False
+
+    def save(self, path: Path, entry: RealStats) -> None:
+        if self.broken:
+            return
+        try:
+            statsfile.save_stats(path, [entry])
+        except OSError as exc:
+            self.broken = True
+            self.warn(f"cannot write the statistics cache in {self.folder} ({exc.strerror or exc}); scoring goes on "
+                      "without it: set VIDGEN_HOME to a writable folder, or pass --no-cache")
+
+
 def _read_cache(path: Path, protocol: Protocol, detector_sha256: str) -> RealStats | None:
-    if not path.is_file():
+    try:
+        if not path.is_file():
+            return None
+    except OSError:  # an unreadable cache folder is a cache miss
         return None
     try:
         return statsfile.pick_stats(statsfile.load_stats(path), protocol, detector_sha256, path)
@@ -361,15 +425,18 @@ def _compute_real(videos: Sequence[Video], group: Sequence[Protocol], detector: 
     return entries
 
 
-def _check_count(count: int, too_short: int, protocol: Protocol, label: str, opts: _Options) -> int:
-    """The number of clips, unless it breaks the protocol: short videos or too few videos are errors
-    unless allow_fewer; fewer than 2 is always an error (no covariance, no unbiased MMD)."""
+def _check_count(count: int, too_short: int, protocol: Protocol, label: str, opts: _Options,
+                 wanted: int | None = None) -> int:
+    """The number of clips, unless it breaks the protocol: short videos or fewer videos than `wanted` (default:
+    the protocol's count) are errors unless allow_fewer; fewer than 2 is always an error (no covariance, no
+    unbiased MMD)."""
+    wanted = wanted or protocol.num_videos
     if too_short and not opts.allow_fewer:
         raise UserError(f"{too_short} videos in {label} are shorter than {protocol.name}'s clips of "
                         f"{protocol.span} frames (frames={protocol.frames}, stride={protocol.stride}); pass "
                         "--allow-fewer to leave them out, or pick a metric with shorter clips")
-    if count < protocol.num_videos and not opts.allow_fewer:
-        raise UserError(f"{protocol.name} needs {protocol.num_videos} videos, {label} has {count} long enough; "
+    if count < wanted and not opts.allow_fewer:
+        raise UserError(f"{protocol.name} needs {wanted} videos, {label} has {count} long enough; "
                         f"pass --allow-fewer to score with {count} (reported as '{protocol.label(count)}')")
     if count < 2:
         raise UserError(f"{label} has {count} video(s) usable for {protocol.name}; a score needs at least 2")

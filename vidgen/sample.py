@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from vidgen.core.checkpoint import latest_checkpoint, load_checkpoint
 from vidgen.core.config import Recipe
 from vidgen.core.device import resolve_device
 from vidgen.core.progress import task_progress
-from vidgen.core.run_dir import RunDir, ensure_writable_dir, write_samples_manifest
+from vidgen.core.run_dir import SAMPLES_MANIFEST, RunDir, ensure_writable_dir, write_samples_manifest
 from vidgen.errors import UserError
 from vidgen.models.base import Backend
 from vidgen.models.registry import build_backend
@@ -83,30 +84,47 @@ def sample(run_or_checkpoint: Path, out_dir: Path, options: Mapping[str, Any] | 
     ensure_writable_dir(out_dir)
     frames = recipe.output_frames(cfg)
     fps = recipe.output_fps(cfg)
-    seeds = list(range(cfg.seed, cfg.seed + cfg.num))
+    stop = cfg.seed + cfg.num
 
     videos: list[Path] = []
     previews = []  # only the first PREVIEW_VIDEOS are kept in memory, for the grid and the contact sheet
     with torch.no_grad(), task_progress(console, "sample", total=cfg.num) as advance:
-        for start in range(0, cfg.num, cfg.batch_size):
-            batch_seeds = seeds[start:start + cfg.batch_size]
+        for start in range(cfg.seed, stop, cfg.batch_size):
+            # Seeds batch by batch: a list of every seed would cost memory in proportion to --num up front.
+            batch_seeds = list(range(start, min(start + cfg.batch_size, stop)))
             generated = backend.sample(backend.networks, batch_seeds, frames, dev, cfg)
             for video_seed, video in zip(batch_seeds, layout.to_uint8(generated.cpu()).numpy()):
                 path = out_dir / f"sample-{video_seed:06d}.mp4"
-                write_mp4(path, video, fps=fps)
+                with _writing(path, len(videos), cfg.num, out_dir):
+                    write_mp4(path, video, fps=fps)
                 videos.append(path)
                 if len(previews) < PREVIEW_VIDEOS:
                     previews.append(video)
             advance(len(batch_seeds))
     grid = out_dir / "grid.mp4"
-    write_mp4(grid, make_grid(previews), fps=fps)
+    with _writing(grid, len(videos), cfg.num, out_dir):
+        write_mp4(grid, make_grid(previews), fps=fps)
     sheet = out_dir / "contact_sheet.png"
-    write_contact_sheet(sheet, previews)
+    with _writing(sheet, len(videos), cfg.num, out_dir):
+        write_contact_sheet(sheet, previews)
     # Provenance: every sampling option in force (the run's defaults and the given ones); the frame count
-    # written (super-resolution keeps its input's).
-    write_samples_manifest(out_dir, videos, checkpoint=str(checkpoint), step=step, model=recipe.model.name,
-                           seeds=seeds, frames=previews[0].shape[0], fps=fps, options=dataclasses.asdict(cfg))
+    # written (super-resolution keeps its input's). The seeds, a range, as its start and count (a list would
+    # grow with --num).
+    with _writing(out_dir / SAMPLES_MANIFEST, len(videos), cfg.num, out_dir):
+        write_samples_manifest(out_dir, videos, checkpoint=str(checkpoint), step=step, model=recipe.model.name,
+                               seeds={"start": cfg.seed, "count": cfg.num}, frames=previews[0].shape[0], fps=fps,
+                               options=dataclasses.asdict(cfg))
     return SampleResult(videos, grid, sheet)
+
+
+@contextlib.contextmanager
+def _writing(path: Path, written: int, num: int, out_dir: Path) -> Iterator[None]:
+    """An IO error writing `path` (a full disk, a read-only mount) as one line that says how far sampling got."""
+    try:
+        yield
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}; {written} of {num} videos were written to "
+                        f"{out_dir}; free some space or choose another --out, then sample again") from None
 
 
 def write_preview(backend: Backend, nets: Mapping[str, nn.Module], recipe: Recipe, path: Path,

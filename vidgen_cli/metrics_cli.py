@@ -53,9 +53,12 @@ def eval_command(
         help="Run as FAKE: videos generated at once (default: the recipe's).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Run as FAKE: sampler steps (default: the recipe's).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write cached real statistics.")] = False,
+    num: Annotated[Optional[int], typer.Option(
+        "--num", help="Score N fake videos per metric instead of the protocol's count (a run generates N, a "
+                      "folder gives its first N); labelled with the count, e.g. 'fvd2048_16f (n=N)'.")] = None,
 ) -> None:
     """Score generated videos against real data with FVD / KVD / FID; a CI gate with --fail-above."""
-    from vidgen.errors import ConfigError
+    from vidgen.errors import ConfigError, UserError
     from vidgen.metrics.gate import exceeded, parse_thresholds
 
     # Usage errors first (exit 2), before any detector or video is loaded.
@@ -66,22 +69,45 @@ def eval_command(
         raise ConfigError(f"--workers must be >= 0, got {workers}")
     detector_files = _parse_detector_files(detector_file or [])
 
-    from vidgen.evaluate import evaluate  # imports torch
+    from vidgen.core.run_dir import check_output_file
+    from vidgen.evaluate import OutputNotWritten, evaluate  # imports torch
 
-    result = evaluate(real, fake, metrics, seed=seed, device=device, allow_fewer=allow_fewer, save_stats=save_stats,
-                      detector_dir=detector_dir, detector_files=detector_files, batch_size=batch_size, workers=workers,
-                      sample_options={name: value for name, value in (("batch_size", sample_batch_size),
-                                                                      ("steps", steps)) if value is not None},
-                      use_cache=not no_cache, console=err)
+    if json_out is not None:  # before the work: a bad path must not cost the scores (--save-stats: in evaluate)
+        check_output_file(json_out, "--json", "results.json")
+    unwritten: list[str] = []
+    try:
+        result = evaluate(real, fake, metrics, seed=seed, device=device, allow_fewer=allow_fewer,
+                          save_stats=save_stats, detector_dir=detector_dir, detector_files=detector_files,
+                          batch_size=batch_size, workers=workers,
+                          sample_options={name: value for name, value in (("batch_size", sample_batch_size),
+                                                                          ("steps", steps)) if value is not None},
+                          use_cache=not no_cache, num_fake=num, console=err)
+    except OutputNotWritten as exc:  # the scores exist: show them, then say what was not saved
+        result = exc.result
+        unwritten.append(exc.what)
     failed = exceeded(result.values(), thresholds)
     out.print(_results_table(result, thresholds))
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result.to_json(thresholds), indent=2) + "\n")
+        try:
+            _write_json(json_out, result.to_json(thresholds))
+        except OSError as exc:
+            unwritten.append(f"--json {json_out} ({exc.strerror or exc})")
     if failed:
         listed = "; ".join(f"{name} = {value:.4g} > {limit:g}" for name, value, limit in failed)
         err.print(f"[bold red]failed:[/bold red] {listed}", highlight=False)
+    if unwritten:
+        raise UserError(f"could not write {' and '.join(unwritten)}; the scores are in the table above; free some "
+                        "space or choose another path")
+    if failed:
         raise typer.Exit(1)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Atomically: a CI job never reads half a result."""
+    from vidgen.core.atomic import atomic_file
+
+    with atomic_file(path, "w") as handle:
+        handle.write(json.dumps(data, indent=2) + "\n")
 
 
 def _parse_detector_files(items: list[str]) -> dict[str, Path]:

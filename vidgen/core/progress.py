@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -52,11 +53,33 @@ def training_progress(console: Console, total: int, completed: int) -> Iterator[
         yield TrainingProgress(console, progress, task)
 
 
+class _PlainProgress:
+    """One plain line each time another tenth of the work is done, for logs and pipes (where a bar prints
+    nothing): a long evaluation in CI still shows that it moves, without flooding the log."""
+
+    def __init__(self, console: Console, description: str, total: int, steps: int = 10) -> None:
+        self.console, self.description, self.total, self.steps = console, description, total, steps
+        self.done = 0
+        self.shown = 0  # tenths already reported
+        self.start = time.monotonic()
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        reached = self.done * self.steps // self.total if self.total > 0 else 0
+        if reached > self.shown:  # one line, even when a batch crosses several tenths
+            self.shown = reached
+            elapsed = time.monotonic() - self.start
+            rate = f"{self.done / elapsed:.2f} it/s" if elapsed > 0 else "-- it/s"
+            self.console.print(f"{self.description}: {self.done}/{self.total} "
+                               f"({100 * self.done // self.total}%), {rate}, {elapsed:.0f}s elapsed",
+                               highlight=False, soft_wrap=True, markup=False)
+
+
 @contextlib.contextmanager
 def task_progress(console: Console, description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A bar for sampling and evaluation; yields advance(n)."""
+    """A bar for sampling and evaluation on a terminal, one line per tenth done elsewhere; yields advance(n)."""
     if not console.is_terminal:
-        yield lambda n: None
+        yield _PlainProgress(console, description, total).advance
         return
     with _bar(console) as progress:
         task = progress.add_task(description, total=total)

