@@ -22,6 +22,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from dataclasses import dataclass
@@ -33,8 +34,9 @@ import av
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_VDM, run_cli, set_args
+from tests.conftest import TINY_SGV, TINY_VDM, run_cli, set_args
 from tests.core.test_io import write_faststart, write_jpeg
+from tests.metrics.conftest import detector_dir, write_videos  # noqa: F401  (detector_dir is a fixture)
 from vidgen.core.io import read_video, write_mp4, write_png
 from vidgen.core.synthetic import render_video
 
@@ -580,3 +582,235 @@ def test_training_names_a_cut_off_mp4_once(tmp_path: Path) -> None:
     skipped = rf"skipped 1 video: {re.escape(str(videos / 'cut.mp4'))} \({CUT_REASON.format(lost=LOST_FRAMES)}\)"
     assert re.search(skipped, text) and text.count("cut.mp4") == 1, result.stderr  # named once, before training
     assert "Warning" not in result.stderr, result.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Outputs and eval: an output path that cannot be written is one line before the work, an IO error after the
+# work keeps the scores, a huge --num does not build its seed list, eval says what it skipped and how far it got
+
+EVAL = ("--device", "cpu", "--workers", "0")
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("outputs")
+
+
+@pytest.fixture(scope="module")
+def run(tiny_run: Path) -> Path:
+    return tiny_run
+
+
+@pytest.fixture(scope="module")
+def real_videos(root: Path) -> Path:
+    """Three readable 16-frame videos and one that is not a video."""
+    folder = root / "real"
+    folder.mkdir()
+    write_videos(folder, num=3, frames=16, size=16)
+    (folder / "broken.mp4").write_text("not a video\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def regular_file(root: Path) -> Path:
+    """A file where a folder is expected: creating anything under it fails (ENOTDIR), even for root, which a
+    chmod'ed folder does not stop."""
+    path = root / "a-file"
+    path.write_text("")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One error line before any work: output paths, and --num out of range
+
+
+def _eval(*args: str) -> list[str]:
+    return ["eval", "--real", "real-unused", "--fake", "fake-unused", *args, *EVAL]
+
+
+OUTPUT_ERROR_CASES: dict[str, tuple[Callable[[Path, Path, Path], list[str]], int, str]] = {
+    # input: (the command, from (tmp_path, run, regular_file); exit code; what the line says, {tmp}: tmp_path)
+    "sample --out under a regular file": (
+        lambda tmp, run, blocker: ["sample", str(run), "--out", str(blocker / "samples")], 1,
+        "cannot create output folder"),
+    "eval --json is a folder": (
+        lambda tmp, run, blocker: _eval("--json", str(tmp)), 1,
+        "--json {tmp} is a folder; give a file path, such as {tmp}/results.json"),
+    "eval --json under a regular file": (
+        lambda tmp, run, blocker: _eval("--json", str(blocker / "result.json")), 1,
+        "cannot create the folder of --json"),
+    "eval --save-stats is a folder": (
+        lambda tmp, run, blocker: _eval("--save-stats", str(tmp)), 1,
+        "--save-stats {tmp} is a folder; give a file path, such as {tmp}/real-stats.npz"),
+    "eval --num 1": (lambda tmp, run, blocker: _eval("--num", "1"), 2, "--num must be >= 2"),
+    "eval --num above the protocol's count": (
+        lambda tmp, run, blocker: _eval("--num", "4096"), 2,
+        "--num 4096 is more than the 2048 videos of fvd2048_16f; give at most 2048"),
+    "detectors install into an unusable VIDGEN_HOME": (
+        lambda tmp, run, blocker: ["detectors", "install"], 1,
+        "cannot create the detector folder"),
+}
+
+
+@pytest.mark.parametrize("name", OUTPUT_ERROR_CASES)
+def test_one_error_line_before_the_work(name: str, tmp_path: Path, run: Path, regular_file: Path) -> None:
+    make, code, message = OUTPUT_ERROR_CASES[name]
+    # VIDGEN_HOME under a regular file: nothing may be written there (detectors install must not call pip).
+    result = run_cli(*make(tmp_path, run, regular_file), cwd=tmp_path, timeout=TIMEOUT,
+                     env={"VIDGEN_HOME": str(regular_file / "home")})
+    assert_one_error_line(result, code, message.format(tmp=tmp_path))
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+# ----------------------------------------------------------------------------------------------------------
+# sample: --num 1000000000 into a folder where the second video cannot be written
+
+
+@pytest.fixture(scope="module")
+def huge_sample(root: Path, run: Path) -> tuple[subprocess.CompletedProcess, Path]:
+    out = root / "samples"
+    (out / "sample-000001.mp4").mkdir(parents=True)  # a folder in the way of the second video: EISDIR
+    result = run_cli("sample", str(run), "--out", str(out), "--num", "1000000000", "--batch-size", "2",
+                     "--frames", "2", "--steps", "2", timeout=TIMEOUT)
+    return result, out
+
+
+def test_sample_num_1e9_makes_its_seeds_batch_by_batch(huge_sample: tuple) -> None:
+    result, out = huge_sample
+    assert_clean(result, 1)  # a list of 10^9 seeds up front would have run out of memory before any video
+    assert (out / "sample-000000.mp4").is_file()
+
+
+def test_sample_write_error_names_the_file_and_the_videos_written(huge_sample: tuple) -> None:
+    result, out = huge_sample
+    assert_one_error_line(result, 1, f"cannot write {out / 'sample-000001.mp4'}: Is a directory; 1 of 1000000000 "
+                                     f"videos were written to {out}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# eval of a run with --num, against a folder holding an unreadable video, with an unusable VIDGEN_HOME, piped
+
+
+@pytest.fixture(scope="module")
+def eval_of_run(run: Path, real_videos: Path, regular_file: Path, detector_dir: Path) -> subprocess.CompletedProcess:
+    return run_cli("eval", "--real", str(real_videos), "--fake", str(run), "--num", "2", "--steps", "2",
+                   "--allow-fewer", "--detector-dir", str(detector_dir), *EVAL, timeout=TIMEOUT,
+                   env={"VIDGEN_HOME": str(regular_file)})
+
+
+def _lines(text: str, pattern: str) -> list[str]:
+    return [line for line in text.splitlines() if re.search(pattern, line)]
+
+
+def test_eval_fake_run_generates_the_videos_asked_for(eval_of_run: subprocess.CompletedProcess) -> None:
+    assert_clean(eval_of_run, 0)
+    # label, value, real, fake: 3 real clips, 2 generated videos (not the protocol's 2,048)
+    assert _lines(eval_of_run.stdout, r"fvd2048_16f \(n=2\) .*│ 3 +│ 2 +│ computed"), eval_of_run.stdout
+
+
+def test_eval_real_lists_unreadable_videos(eval_of_run: subprocess.CompletedProcess, real_videos: Path) -> None:
+    assert_clean(eval_of_run, 0)
+    lines = _lines(eval_of_run.stderr, "skipped")
+    assert len(lines) == 1, eval_of_run.stderr
+    assert f"REAL data '{real_videos}': skipped 1 video: {real_videos / 'broken.mp4'} (not a readable video" in lines[0]
+
+
+def test_eval_with_an_unusable_vidgen_home_skips_the_cache(eval_of_run: subprocess.CompletedProcess) -> None:
+    assert_clean(eval_of_run, 0)
+    lines = _lines(eval_of_run.stderr, "statistics cache")
+    assert len(lines) == 1 and "cannot write the statistics cache" in lines[0], eval_of_run.stderr
+    assert "set VIDGEN_HOME to a writable folder, or pass --no-cache" in lines[0]
+
+
+def test_eval_shows_progress_when_piped(eval_of_run: subprocess.CompletedProcess) -> None:
+    assert_clean(eval_of_run, 0)
+    assert _lines(eval_of_run.stderr, r"^real fvd2048_16f: 3/3 \(100%\)"), eval_of_run.stderr
+    assert _lines(eval_of_run.stderr, r"^fake fvd2048_16f: 2/2 \(100%\)"), eval_of_run.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------
+# eval: --save-stats that cannot be written once the scores exist
+
+
+def test_eval_save_stats_failing_after_scoring_keeps_the_scores(root: Path, real_videos: Path, tmp_path: Path,
+                                                                detector_dir: Path) -> None:
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    write_videos(fake, num=2, frames=16, size=16, seed=7)
+    home, out = tmp_path / "home", tmp_path / "result.json"
+    # $VIDGEN_HOME/stats does not exist when the path is checked; the statistics cache then makes it a folder,
+    # so writing the stats file there fails after the scoring (EISDIR), as a full disk would.
+    result = run_cli("eval", "--real", str(real_videos), "--fake", str(fake), "--allow-fewer", "--save-stats",
+                     str(home / "stats"), "--json", str(out), "--detector-dir", str(detector_dir), *EVAL,
+                     timeout=TIMEOUT, env={"VIDGEN_HOME": str(home)})
+    assert_clean(result, 1)
+    assert "fvd2048_16f (n=2)" in result.stdout  # the table of scores
+    errors = _lines(result.stderr, "^error:")
+    assert errors == [result.stderr.strip().splitlines()[-1]], result.stderr
+    assert f"could not write --save-stats {home / 'stats'} (Is a directory); the scores are in the table " \
+           "above" in errors[0]
+    data = json.loads(out.read_text())  # the other output still holds the scores
+    assert data["metrics"]["fvd2048_16f"]["num_fake"] == 2 and data["saved_stats"] is None
+
+# ----------------------------------------------------------------------------------------------------------
+# Memory that does not grow with the wrong thing: `vidgen sample --time-offset X` on StyleGAN-V renders a window
+# far along the time axis. Before, sampling drew motion noise for the whole range [0, X]: 3 GB at X = 1e8 with the
+# tiny model, out of memory at 1e12. Each offset runs in its own process, whose peak resident set size the kernel
+# reports when it is reaped (os.wait4); a timeout stops a regression before it fills the machine.
+
+LINUX_ONLY = pytest.mark.skipif(sys.platform != "linux", reason="reads ru_maxrss in kilobytes (Linux)")
+SAMPLING_TIMEOUT = 60  # seconds; sampling 2 x 16 tiny frames takes a few (before the fix: 3 GB in 15 s at 1e8)
+NOISE_MB = 64  # peak RSS varies this much between runs of the same command
+
+
+@pytest.fixture(scope="module")
+def sgv_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("sgv") / "run"
+    run_cli("train", "stylegan-v-tiny", "--out", str(run), "--max-steps", "2", *set_args(TINY_SGV), check=True)
+    return run
+
+
+def sample_at(run: Path, out: Path, offset: str) -> tuple[int, str, float]:
+    """(exit code, stderr, peak RSS in MB) of `vidgen sample --num 2 --frames 16 --time-offset offset` on the CPU."""
+    out.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "vidgen_cli", "sample", str(run), "--out", str(out / "videos"), "--num", "2",
+               "--frames", "16", "--time-offset", offset, "--device", "cpu"]
+    with open(out / "stderr.txt", "w") as stderr:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr,
+                                env={**os.environ, "COLUMNS": "200"})
+        timer = threading.Timer(SAMPLING_TIMEOUT, proc.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (Popen.wait would discard it)
+        finally:
+            timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, (out / "stderr.txt").read_text(), usage.ru_maxrss / 1024
+
+
+@pytest.fixture(scope="module")
+def peaks(sgv_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str, float, Path]]:
+    """One sampling process per offset, shared by the rows."""
+    results = {}
+    for offset in ("0", "1e8", "1e12"):
+        out = tmp_path_factory.mktemp(f"offset-{offset}")
+        results[offset] = (*sample_at(sgv_run, out, offset), out / "videos")
+    return results
+
+
+@LINUX_ONLY
+@pytest.mark.parametrize("offset", ["0", "1e8", "1e12"])
+def test_sampling_far_along_the_time_axis_works(offset: str, peaks: dict) -> None:
+    code, stderr, _, videos = peaks[offset]
+    assert code == 0 and "Traceback" not in stderr, stderr
+    manifest = json.loads((videos / "samples.json").read_text())
+    assert manifest["options"]["time_offset"] == float(offset)
+    assert sorted(p.name for p in videos.glob("sample-*.mp4")) == ["sample-000000.mp4", "sample-000001.mp4"]
+
+
+@LINUX_ONLY
+@pytest.mark.parametrize("offset", ["1e8", "1e12"])
+def test_sampling_memory_does_not_grow_with_the_time_offset(offset: str, peaks: dict) -> None:
+    at_zero, far = peaks["0"][2], peaks[offset][2]
+    assert peaks[offset][0] == 0, peaks[offset][1]
+    assert far <= at_zero + NOISE_MB, f"peak RSS {far:.0f} MB at --time-offset {offset}, {at_zero:.0f} MB at 0"

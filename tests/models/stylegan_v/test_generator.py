@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal, getcontext
+from fractions import Fraction
 
 import pytest
 import torch
 
 from vidgen.models.stylegan_v.backend import StyleGANVBackend, frame_times
-from vidgen.models.stylegan_v.generator import (Generator, MotionEncoder, linspaced_period_frequencies,
-                                                num_motion_codes)
+from vidgen.models.stylegan_v.generator import (MOTION_CODE_BLOCK, Generator, MotionEncoder, draw_motion_noise,
+                                                linspaced_period_frequencies, num_motion_codes, wrapped_phase)
 
 CPU = torch.device("cpu")
 
@@ -49,6 +51,92 @@ def test_motion_code_count_covers_the_requested_time_span(make_config):
             generator.motion(t, motion_z[:, :motion_z.shape[1] - spare - 1])
 
 
+FAR = 1e12  # a knot (16 * 62_500_000_000); float32 spaces representable times 65536 frames apart here
+
+
+def test_motion_noise_code_depends_on_the_seed_and_its_index_only():
+    whole = draw_motion_noise(7, 0, 5 * MOTION_CODE_BLOCK, 4)  # [80, 4]
+    assert whole.shape == (80, 4)
+    for first, count in ((0, 1), (3, 9), (13, 40), (16, 16), (79, 1)):  # inside and across block boundaries
+        assert torch.equal(draw_motion_noise(7, first, count, 4), whole[first:first + count])
+    far = int(FAR) // 16  # a window of codes around t = 1e12, drawn without the 6e10 codes before it
+    assert torch.equal(draw_motion_noise(7, far - 3, 30, 4)[3:], draw_motion_noise(7, far, 27, 4))
+    assert torch.equal(draw_motion_noise(7, far, 27, 4), draw_motion_noise(7, far, 27, 4))  # deterministic
+    assert not torch.equal(draw_motion_noise(8, 0, 80, 4), whole)  # seeds, and blocks of a seed, differ
+    assert not torch.equal(whole[:MOTION_CODE_BLOCK], whole[MOTION_CODE_BLOCK:2 * MOTION_CODE_BLOCK])
+    assert draw_motion_noise(7, far, 0, 4).shape == (0, 4)
+
+
+def test_code_window_depends_on_the_span_of_times_not_their_offset(make_config):
+    encoder = MotionEncoder(make_config())
+    k = encoder.kernel_size
+    for t_max in (0.0, 15.5, 96.0, 100.0):  # from 0 the window is num_codes(t_max), tight on a knot
+        first, count = encoder.code_window(torch.tensor([0.0, t_max]))
+        assert first == 0 and count == num_motion_codes(t_max, 16, k) - (0 if t_max % 16 == 0 else 1)
+    near = encoder.code_window(torch.arange(16, dtype=torch.float64) + 3)  # knots 0, 1 and 1's right, 2
+    far = encoder.code_window(torch.arange(16, dtype=torch.float64) + 3 + FAR)
+    assert near == (0, 3 + 2 * (k - 1)) and far == (int(FAR) // 16, near[1])
+    assert encoder.code_window(torch.zeros(0)) == (0, 0)
+
+
+def test_motion_codes_need_exactly_their_window(make_config):
+    encoder = MotionEncoder(make_config()).requires_grad_(False)
+    t = torch.tensor([[FAR - 20.5, FAR, FAR + 17.0]], dtype=torch.float64)  # left knots j - 2, j, j + 1
+    first, count = encoder.code_window(t)
+    assert (first, count) == (int(FAR) // 16 - 2, 5 + 2 * (encoder.kernel_size - 1))
+    noise = draw_motion_noise(0, first - 1, count + 2, encoder.z_dim).unsqueeze(0)  # one spare code each side
+    v = encoder(t, noise[:, 1:-1], first)
+    # Spare codes change nothing but rounding, which the phase far out amplifies: ~1e-4 rad at t = 1e12 in float64
+    # knots (in float32 knots this difference was O(1)).
+    torch.testing.assert_close(encoder(t, noise, first - 1), v, rtol=0, atol=1e-4)
+    with pytest.raises(ValueError, match="motion codes cover"):
+        encoder(t, noise[:, 2:], first + 1)  # the left knot of the first time missing
+    with pytest.raises(ValueError, match="motion codes cover"):
+        encoder(t, noise[:, 1:-2], first)  # the right knot of the last time missing
+
+
+def exact_phase(omega: float, t: float) -> float:
+    """(omega t) mod 2 pi with rational arithmetic and 60 digits of pi: a reference for wrapped_phase."""
+    getcontext().prec = 70
+    two_pi = 2 * Fraction(Decimal("3.14159265358979323846264338327950288419716939937510582097494459"))
+    x = Fraction(omega) * Fraction(t)
+    return float(x - two_pi * (x // two_pi))
+
+
+@pytest.mark.parametrize("t", [0.0, 48.0, 1e5, 1e8, FAR, 2.0 ** 52])
+def test_wrapped_phase_is_accurate_far_along_the_time_axis(t):
+    torch.manual_seed(0)
+    scale = torch.rand(1, 8) * 2  # (0, 2), as the period scale
+    omega = linspaced_period_frequencies(8, 16, 1024).double() * scale.double()  # [1, 8], as the knots have it
+    phase = wrapped_phase(omega, torch.tensor([t], dtype=torch.float64))  # [1, 8]
+    assert phase.dtype == torch.float64 and float(phase.min()) >= 0 and float(phase.max()) < 2 * math.pi
+    for got, w in zip(phase[0].tolist(), omega[0].tolist()):
+        error = abs(got - exact_phase(w, t))
+        error = min(error, 2 * math.pi - error)  # on the circle
+        assert error <= 4 * 2.0 ** -52 * max(w * t, 1.0), (w, t, error)  # a few float64 ulps of omega t
+    if t >= FAR:  # where the same product in float32 is meaningless
+        naive = (omega.float() * torch.tensor(t, dtype=torch.float32)).remainder(2 * math.pi).double()
+        assert float((naive - phase).abs().max()) > 0.1
+
+
+def test_positional_encoding_far_along_is_continuous_and_resolves_every_time(make_config):
+    torch.manual_seed(0)
+    encoder = MotionEncoder(make_config()).requires_grad_(False)  # float32, as sampling runs it
+    delta = encoder.delta
+    h = delta / 1000
+    t = FAR + torch.arange(-2 * delta, 2 * delta, h, dtype=torch.float64)  # crosses FAR - 16, FAR and FAR + 16
+    first, count = encoder.code_window(t)
+    noise = draw_motion_noise(0, first, count, encoder.z_dim).unsqueeze(0)
+    v = encoder(t.unsqueeze(0), noise, first)[0]  # [T, v]
+    steps = (v[1:] - v[:-1]).abs().amax(dim=1)  # [T - 1]
+    assert float(v.abs().max()) > 0.5 and float(steps.max()) < 5e-2  # O(1) values, O(h) steps: no jumps
+    assert bool((steps > 0).all())  # every time its own value: float32 t would merge 65536 frames into one
+    on_knots = torch.round((t - FAR) / h) % 1000 == 0
+    u = encoder.mapping(noise)[0]  # motion codes of knots first ..
+    index, _ = encoder.knots(t[on_knots])
+    torch.testing.assert_close(v[on_knots], encoder.encoding.aligner(u[index - first]), rtol=0, atol=1e-6)
+
+
 def test_positional_encoding_equals_A_u_at_every_knot(make_config):
     encoder, motion_z = motion_setup(make_config)
     delta = encoder.delta
@@ -57,6 +145,31 @@ def test_positional_encoding_equals_A_u_at_every_knot(make_config):
     u = encoder.mapping(motion_z)  # [2, L', v]
     expected = encoder.encoding.aligner(u[:, :12].reshape(-1, u.shape[2])).reshape(2, 12, -1)
     torch.testing.assert_close(v, expected, rtol=0, atol=1e-12)
+
+
+def test_positional_encoding_follows_the_equation_in_absolute_time(make_config):
+    """v(t) = e(t) - lerp(e(t_l), e(t_r), a) + lerp(A u_l, A u_r, a), e(t) = [sin, cos](omega s t + phi) evaluated
+    directly with absolute t (float64, moderate t): the knot/frame split and the per-video knot windows are the
+    same maths. Rows need different knots, one of them at the end of the noise."""
+    encoder, motion_z = motion_setup(make_config)  # noise for t <= 200: knots 0 .. 14
+    enc, delta = encoder.encoding, encoder.delta
+    t = torch.tensor([[0.0, 40.0, 100.0], [190.0, 199.5, 207.9], [3.25, 3.5, 17.0]], dtype=torch.float64)
+    v = encoder(t, motion_z[[0, 1, 0]])  # [3, 3, v]
+    u = encoder.mapping(motion_z[[0, 1, 0]])  # [3, 15, v]
+    for b in range(3):
+        for i in range(3):
+            j = int(t[b, i] // delta)
+            t_l, t_r, a = j * delta, (j + 1) * delta, float(t[b, i] % delta) / delta
+            u_l, u_r = u[b, j:j + 1], u[b, j + 1:j + 2]
+            omega = enc.freqs * (enc.period_predictor(u_l).tanh() + 1)
+            phi = enc.phase_predictor(u_l) * enc.phase_scales
+
+            def e(time: float) -> torch.Tensor:
+                return enc.wave(omega * time + phi)
+
+            expected = e(float(t[b, i])) - torch.lerp(e(t_l), e(t_r), a) + torch.lerp(enc.aligner(u_l),
+                                                                                        enc.aligner(u_r), a)
+            torch.testing.assert_close(v[b, i], expected[0], rtol=0, atol=1e-10)
 
 
 def test_positional_encoding_is_continuous_across_knots(make_config):
@@ -146,6 +259,41 @@ def test_frame_does_not_depend_on_the_other_frames_rendered(make_recipe, backend
     torch.testing.assert_close(short[0], full[1, :, :6], rtol=0, atol=1e-6)
     later = backend.sample(nets, [3], 5, CPU, backend.recipe.sample_options(time_offset=15.0))
     torch.testing.assert_close(later[0], full[0, :, 15:], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_far_window_does_not_depend_on_where_the_video_starts(backend, dtype):
+    nets = backend.networks.to(dtype)
+    options = backend.recipe.sample_options
+    start = FAR - 3.0  # the frames cross the knot at FAR
+    full = backend.sample(nets, [3, 4], 12, CPU, options(time_offset=start))
+    later = backend.sample(nets, [4], 5, CPU, options(time_offset=start + 5))  # other knots, alone in the batch
+    # Equal up to the phase's rounding at t = 1e12 (~1e-4 rad, the knots being float64 in both dtypes), far below
+    # an 8-bit frame's step of 2 / 255.
+    torch.testing.assert_close(later[0], full[1, :, 5:10], rtol=0, atol=1e-4)
+    assert float((full[0] - full[1]).abs().max()) > 1e-3  # seeds still give different videos out there
+
+
+def test_sampling_far_along_draws_only_the_window_of_motion_codes(backend, monkeypatch):
+    G = backend.networks["G"]
+    drawn = []
+    draw = G.draw_motion_z_for_seed
+
+    def spy(seed, first, count, device=None):
+        drawn.append(count)
+        assert count < 1000, f"{count} motion codes drawn for 16 frames"  # fail before drawing them
+        return draw(seed, first, count, device)
+
+    monkeypatch.setattr(G, "draw_motion_z_for_seed", spy)
+    videos = {}
+    for offset in (0.0, 1e8, FAR):  # 16 frames at half-frame steps, each window starting on a knot
+        videos[offset] = backend.sample(backend.networks, [5], 16, CPU,
+                                        backend.recipe.sample_options(time_offset=offset, fps=16.0))
+    # The same number of codes at every offset: the knots of 8 frames of time, not t / delta of them.
+    assert drawn == [1 + 1 + 2 * (G.cfg.motion_kernel_size - 1)] * 3
+    for video in videos.values():  # and every frame its own time: none merged by float32 rounding
+        assert torch.isfinite(video).all()
+        assert float((video[:, :, 1:] - video[:, :, :-1]).abs().amax(dim=(0, 1, 3, 4)).min()) > 0
 
 
 def test_fps_changes_the_time_step_not_the_motion(backend):

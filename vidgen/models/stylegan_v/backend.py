@@ -21,7 +21,7 @@ from vidgen.models.base import Backend, Batch, Phase, TrainingJob
 from vidgen.models.stylegan_v.augment import AdaptiveAugment, augment_clips
 from vidgen.models.stylegan_v.config import StyleGANVConfig, StyleGANVSampleConfig
 from vidgen.models.stylegan_v.discriminator import Discriminator
-from vidgen.models.stylegan_v.generator import Generator
+from vidgen.models.stylegan_v.generator import Generator, time_dtype
 
 PL_DECAY = 0.01
 """Path-length regularisation: decay of the running mean path length (StyleGAN2)."""
@@ -232,29 +232,33 @@ class StyleGANVBackend(Backend):
         """Videos [len(seeds), C, frames, H, W] in [-1, 1], one random generator per seed.
 
         Frame i shows time options.time_offset + i * data.fps / fps (in training frames), so the output fps
-        changes the time step, not the speed of motion. Motion noise is drawn once for the whole length; frames
-        are rendered in chunks of model.render_chunk. Truncation psi < 1 trades variety for quality
-        (w -> w_avg + psi (w - w_avg)).
+        changes the time step, not the speed of motion. Only the motion noise codes of the knots around the
+        requested times are drawn (code j of a seed depends on (seed, j) alone), so memory does not grow with the
+        time offset; frames are rendered in chunks of model.render_chunk. Truncation psi < 1 trades variety for
+        quality (w -> w_avg + psi (w - w_avg)).
         """
         options = options or self.recipe.sample
         G = nets["G"]
         device = torch.device(device)
         fps = self.recipe.output_fps(options)
-        times = frame_times(frames, fps, self.recipe.data.fps, options.time_offset).float().to(device)  # [T]
-        t_max = float(times.max()) if frames else 0.0
+        # float64 (time_dtype): at offsets beyond 2^24 frames float32 would merge neighbouring frames (see
+        # generator.py's AcyclicPositionalEncoding); the motion encoder splits them into knot and time since it.
+        times = frame_times(frames, fps, self.recipe.data.fps, options.time_offset)
+        times = times.to(time_dtype(device)).to(device)  # [T]
+        first_code, num_codes = G.motion_window(times)
 
-        # --- Per-seed noise: content z first, then motion codes in fixed blocks ---
+        # --- Per-seed noise: content z from the seed's generator, motion noise codes of the window only ---
         zs, motion_zs = [], []
         for seed in seeds:
             gen = torch.Generator(device).manual_seed(int(seed))
             zs.append(torch.randn(1, G.z_dim, generator=gen, device=device))
-            motion_zs.append(G.draw_motion_z_for_seed(t_max, gen, device))
+            motion_zs.append(G.draw_motion_z_for_seed(int(seed), first_code, num_codes, device))
         z = torch.cat(zs)  # [N, z_dim]
         motion_z = torch.stack(motion_zs)  # [N, L, z_m]
 
         # --- Content and motion codes for the whole video (small), then frames in chunks ---
         w = G.mapping(z, truncation=options.truncation, update_w_avg=False)  # [N, w_dim]
-        motion_v = G.motion_codes(times.expand(len(seeds), -1), motion_z)  # [N, T, v] or None
+        motion_v = G.motion_codes(times.expand(len(seeds), -1), motion_z, first_code)  # [N, T, v] or None
         out = torch.empty(len(seeds), G.img_channels, frames, G.resolution, G.resolution, device=device)
         chunk = max(1, self.cfg.render_chunk // max(len(seeds), 1))
         for start in range(0, frames, chunk):

@@ -217,5 +217,5 @@ class StyleGANVSampleConfig(SampleConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.time_offset < 0:
-            raise ConfigError(f"{self.key('time_offset')} must be >= 0, got {self.time_offset}")
+        if not 0 <= self.time_offset < 2**53:  # beyond 2^53 even float64 times lose their fractional part
+            raise ConfigError(f"{self.key('time_offset')} must lie in [0, 2^53), got {self.time_offset}")

@@ -10,11 +10,13 @@ Perks of StyleGAN2" (CVPR 2022), Sec. 3.1, as released (universome/stylegan-v):
 
 Each frame depends only on (w, v(t)): no 3-D convolutions, no recurrence, so a video of any length is rendered in
 chunks with memory that does not grow with its length, and a frame does not depend on which other frames are
-rendered with it.
+rendered with it. v(t) needs only the motion codes of the knots around t, so a window of frames far along the time
+axis (t up to 2^53 frames) costs what the same window at t = 0 costs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
@@ -25,8 +27,9 @@ from vidgen.models.stylegan_v.layers import (Conv1d, FullyConnected, ModulatedCo
                                              setup_filter, upsample2d)
 
 MOTION_CODE_BLOCK = 16
-"""Per-seed motion noise is drawn in blocks of this many codes, so the first n codes of a seed are the same however
-many codes a call needs (a longer video extends a shorter one instead of redrawing it)."""
+"""Per-seed motion noise is drawn in blocks of this many codes, each block from its own generator seeded by a hash
+of (video seed, block index): noise code j of a seed is a pure function of (seed, j), so a window of frames far
+along the time axis draws only the few codes it needs, and a longer video extends a shorter one."""
 
 
 def channels_at(resolution: int, channel_base: int, channel_max: int) -> int:
@@ -74,9 +77,36 @@ def num_motion_codes(t_max: float, delta: int, kernel_size: int) -> int:
     return math.ceil(t_max / delta) + 2 + 2 * (kernel_size - 1)
 
 
+def motion_noise_block_seed(seed: int, block: int) -> int:
+    """The 64-bit generator seed of block `block` of video seed `seed`'s motion noise. A hash, so that neighbouring
+    seeds and blocks get unrelated streams, none of them the stream of the seed's content generator (seeded with
+    `seed` itself)."""
+    digest = hashlib.blake2b(f"{int(seed)}:{int(block)}".encode(), digest_size=8, person=b"sgv-motion-noise")
+    return int.from_bytes(digest.digest(), "little")
+
+
+def draw_motion_noise(seed: int, first: int, count: int, dim: int, device: torch.device | None = None
+                      ) -> torch.Tensor:
+    """Motion noise codes first .. first + count - 1 of one video seed: [count, dim] ~ N(0, I).
+
+    Code j is row j mod MOTION_CODE_BLOCK of block j // MOTION_CODE_BLOCK, drawn by a generator seeded with
+    motion_noise_block_seed(seed, block) on `device`: it depends on (seed, j, device type) only, not on the window
+    asked for, the batch or the codes before it. Memory and time are O(count), whatever `first` is."""
+    device = torch.device(device if device is not None else "cpu")
+    if count <= 0:
+        return torch.zeros(0, dim, device=device)
+    blocks = range(first // MOTION_CODE_BLOCK, (first + count - 1) // MOTION_CODE_BLOCK + 1)
+    drawn = [torch.randn(MOTION_CODE_BLOCK, dim, device=device,
+                         generator=torch.Generator(device).manual_seed(motion_noise_block_seed(seed, block)))
+             for block in blocks]
+    start = first - blocks.start * MOTION_CODE_BLOCK
+    return torch.cat(drawn)[start:start + count]  # [count, dim]
+
+
 class MotionMappingNetwork(nn.Module):
     """Motion noise sequence [B, L, z_m] -> motion codes u [B, L - 2 (k - 1), v]: two unpadded equalized-lr
-    Conv1d layers with leaky ReLU and lr mult 0.01 (a Conv1d rather than an LSTM: an LSTM diverges for large t)."""
+    Conv1d layers with leaky ReLU and lr mult 0.01 (a Conv1d rather than an LSTM: an LSTM diverges for large t).
+    Runs in the input's dtype (MotionEncoder gives it float64, see AcyclicPositionalEncoding)."""
 
     def __init__(self, z_dim: int, v_dim: int, kernel_size: int, lr_mult: float) -> None:
         super().__init__()
@@ -85,7 +115,7 @@ class MotionMappingNetwork(nn.Module):
         self.conv1 = Conv1d(z_dim, v_dim, kernel_size, activation="lrelu", lr_mult=lr_mult)
 
     def forward(self, motion_z: torch.Tensor) -> torch.Tensor:
-        x = motion_z.to(self.conv0.weight.dtype).transpose(1, 2)  # [B, z_m, L]
+        x = motion_z.transpose(1, 2)  # [B, z_m, L]
         return self.conv1(self.conv0(x)).transpose(1, 2)  # [B, L - 2 (k - 1), v]
 
 
@@ -95,6 +125,22 @@ def linspaced_period_frequencies(num: int, min_period: float, max_period: float)
     return (2 * math.pi / 2.0 ** exponents).flip(0).float()
 
 
+def time_dtype(device: torch.device) -> torch.dtype:
+    """The dtype of frame times and knot computations: float64, except on MPS, which has none (there, times past
+    2^24 frames lose their fractional part and phases far along the time axis their accuracy)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def wrapped_phase(omega: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """(omega * t) mod 2 pi in omega's dtype: omega [N, F] radians per frame, t [N] frames -> [N, F] in [0, 2 pi).
+
+    For knot times t far along the axis, with omega in float64: t (an integer multiple of delta below 2^53) is
+    exact, and the product and its reduction err by a few float64 ulps of omega t, about 1e-4 rad at t = 1e12
+    frames, 1e-8 rad at 1e8 and 1e-13 at training times. In float32 the product's spacing is 2^16 rad at
+    t = 1e12: no phase at all."""
+    return torch.remainder(omega * t.to(omega.dtype).unsqueeze(1), 2 * math.pi)  # [N, F]
+
+
 class AcyclicPositionalEncoding(nn.Module):
     """v(t) = e(t) - lerp(e(t_l), e(t_r), alpha) + lerp(A u_l, A u_r, alpha)   (StyleGAN-V Eq. 5-6, as released).
 
@@ -102,6 +148,19 @@ class AcyclicPositionalEncoding(nn.Module):
     phi = (Phi u_l) * max_period * omega / (2 pi), both predicted without bias from the left knot's code. Removing
     the interpolated wave of the two knots and adding the interpolated A u makes v equal A u exactly at every knot:
     v is continuous, and no period of the sinusoids survives, so it is not periodic.
+
+    Far along the time axis. Between two knots, v depends on t only through tau = t - t_l in [0, delta) and the
+    waves' phase at the left knot, theta_l = (omega s t_l mod 2 pi) + phi: the three waves are [sin, cos] of
+    theta_l + omega s tau, theta_l and theta_l + omega s delta, the same values as with t (sin and cos have period
+    2 pi). So the work is split: `knot_waves` computes omega s, theta_l and A u once per knot, in float64, and
+    `forward` evaluates the frames from them and tau. Why float64 for the knots: in float32, t has no fractional
+    bits above 2^24 frames (its spacing is 8 frames at t = 1e8, 65536 at 1e12) and omega s t none at all; and the
+    phase amplifies any rounding of s by omega t, so that one float32 ulp of s moves it by ~5 rad at t = 1e8, and
+    two computations of the same knot that round differently (another batch size, another window of knots: matmul
+    and conv kernels change their summation order) would give the same frame different waves. In float64 the phase
+    is right, and the same across such computations, to ~1e-4 rad at t = 1e12 (1e-8 rad at 1e8) — below what an
+    8-bit frame shows, and shared by every frame between two knots, so v stays continuous. The frames' part then
+    runs in the network's dtype: its arguments are O(10) radians.
     """
 
     def __init__(self, v_dim: int, min_period: float, max_period: float) -> None:
@@ -114,20 +173,30 @@ class AcyclicPositionalEncoding(nn.Module):
         self.phase_predictor = FullyConnected(v_dim, num_freqs, bias=False)  # Phi
         self.aligner = FullyConnected(v_dim, 2 * num_freqs, bias=False)  # A
 
-    def wave(self, t: torch.Tensor, scale: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
-        """e(t) = [sin, cos](omega * scale * t + phase): t [N], scale/phase [N, F] -> [N, 2F]."""
-        arg = self.freqs.to(scale.dtype) * scale * t.unsqueeze(1) + phase
+    @staticmethod
+    def wave(arg: torch.Tensor) -> torch.Tensor:
+        """e = [sin, cos](arg): [N, F] -> [N, 2F]."""
         return torch.cat([arg.sin(), arg.cos()], dim=1)
 
-    def forward(self, t: torch.Tensor, t_left: torch.Tensor, t_right: torch.Tensor, alpha: torch.Tensor,
-                u_left: torch.Tensor, u_right: torch.Tensor) -> torch.Tensor:
-        """t, t_left, t_right, alpha [N]; u_left, u_right [N, v_dim] -> v [N, 2F]."""
-        scale = self.period_predictor(u_left).tanh() + 1  # [N, F], in (0, 2)
-        phase = self.phase_predictor(u_left) * self.phase_scales.to(u_left.dtype)  # [N, F]
-        a = alpha.unsqueeze(1)  # [N, 1]
-        e_t = self.wave(t, scale, phase)
-        e_knots = torch.lerp(self.wave(t_left, scale, phase), self.wave(t_right, scale, phase), a)
-        return e_t - e_knots + torch.lerp(self.aligner(u_left), self.aligner(u_right), a)
+    def knot_waves(self, u: torch.Tensor, t_knot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per knot, in u's dtype (time_dtype from MotionEncoder): u [N, v_dim], t_knot [N] -> the waves' angular
+        frequency omega s until the next knot [N, F], their phase theta at the knot (wrapped) [N, F], and A u
+        [N, 2F]."""
+        scale = self.period_predictor(u).tanh() + 1  # [N, F], in (0, 2)
+        omega = self.freqs.to(u.dtype) * scale  # [N, F], radians per frame
+        phase = self.phase_predictor(u) * self.phase_scales.to(u.dtype)  # [N, F], phi
+        theta = wrapped_phase(omega, t_knot).to(u.dtype) + phase  # [N, F]
+        return omega, theta, self.aligner(u)
+
+    def forward(self, omega: torch.Tensor, theta: torch.Tensor, au_left: torch.Tensor, au_right: torch.Tensor,
+                tau: torch.Tensor, delta: float) -> torch.Tensor:
+        """Per frame: its left knot's omega, theta [N, F] and A u [N, 2F], its right knot's A u [N, 2F], and
+        tau = t - t_l in [0, delta) [N] -> v [N, 2F]."""
+        tau = tau.unsqueeze(1)  # [N, 1]
+        alpha = tau / delta  # [N, 1]
+        e_t = self.wave(theta + omega * tau)
+        e_knots = torch.lerp(self.wave(theta), self.wave(theta + omega * delta), alpha)
+        return e_t - e_knots + torch.lerp(au_left, au_right, alpha)
 
 
 class MotionEncoder(nn.Module):
@@ -143,37 +212,76 @@ class MotionEncoder(nn.Module):
         self.encoding = AcyclicPositionalEncoding(cfg.motion_v_dim, cfg.min_period, cfg.time_max_period)
 
     def num_codes(self, t_max: float) -> int:
+        """Noise codes covering times [0, t_max] (from code 0; see code_window for a window of times)."""
         return num_motion_codes(t_max, self.delta, self.kernel_size)
 
-    def knots(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """t [...] (frames, >= 0) -> left knot index, t_l, t_r = t_l + delta, alpha = (t - t_l) / delta."""
-        remainder = torch.remainder(t, self.delta)
-        t_left = t - remainder
-        index = torch.round(t_left / self.delta).long()
-        return index, t_left, t_left + self.delta, remainder / self.delta
+    def knots(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """t [...] (frames, >= 0, any float dtype) -> the left knot's index j = floor(t / delta) (int64) and the
+        time since it, tau = t - j delta in [0, delta).
 
-    def forward(self, t: torch.Tensor, motion_z: torch.Tensor) -> torch.Tensor:
-        """t [B, T] frame times (>= 0, fractional allowed); motion_z [B, L, z_m] -> v [B, T, v_dim].
+        In float64 (time_dtype), where t is exact below 2^53 frames, and with fmod, which is exact: the knot and
+        tau agree at any t (t / delta rounded could land on the next knot for a t just below it)."""
+        t = t.to(time_dtype(t.device))
+        tau = torch.fmod(t, self.delta)
+        return torch.round((t - tau) / self.delta).long(), tau
 
-        Always computed in the parameters' dtype (float32), also under autocast: bfloat16's 8 significant bits
-        cannot resolve the phases omega t at times in the hundreds of frames."""
+    def code_window(self, t: torch.Tensor) -> tuple[int, int]:
+        """The noise codes the times t need: (first index, count).
+
+        Times in [j_min delta, (j_max + 1) delta) use the motion codes of knots j_min .. j_max + 1, and motion code
+        j is computed from noise codes j .. j + 2 (k - 1) (two unpadded Conv1d of kernel k). So the count depends
+        on the span of t, never on where it lies on the time axis."""
+        if t.numel() == 0:
+            return 0, 0
+        index, _ = self.knots(t)
+        first, last = int(index.min()), int(index.max()) + 1
+        return first, last - first + 1 + 2 * (self.kernel_size - 1)
+
+    def forward(self, t: torch.Tensor, motion_z: torch.Tensor, first_code: int = 0) -> torch.Tensor:
+        """t [B, T] frame times (>= 0, fractional allowed; float64 for times beyond 2^24 frames); motion_z
+        [B, L, z_m], the noise codes first_code .. first_code + L - 1 -> v [B, T, v_dim] in the parameters' dtype.
+
+        Knots in float64 and frames in the parameters' dtype (see AcyclicPositionalEncoding), also under autocast:
+        bfloat16's 8 significant bits cannot resolve the phases omega t at times in the hundreds of frames."""
         with torch.autocast(t.device.type, enabled=False):
-            return self._codes(t.to(self.encoding.aligner.weight.dtype), motion_z)
+            return self._codes(t, motion_z, first_code)
 
-    def _codes(self, t: torch.Tensor, motion_z: torch.Tensor) -> torch.Tensor:
+    def _codes(self, t: torch.Tensor, motion_z: torch.Tensor, first_code: int) -> torch.Tensor:
         batch, frames = t.shape
-        if frames and float(t.min()) < 0:
+        dtype, exact = self.encoding.aligner.weight.dtype, time_dtype(t.device)
+        if not frames:
+            return torch.zeros(batch, 0, 2 * self.encoding.freqs.shape[0], device=t.device, dtype=dtype)
+        if float(t.min()) < 0:
             raise ValueError("frame times must be >= 0")
-        u = self.mapping(motion_z)  # [B, L', v]
-        index, t_left, t_right, alpha = self.knots(t)  # [B, T] each
-        if frames and int(index.max()) + 1 >= u.shape[1]:
-            raise ValueError(f"{motion_z.shape[1]} motion codes cover t < {(u.shape[1] - 1) * self.delta}, "
-                             f"got t = {float(t.max())}; draw num_codes(t_max) = {self.num_codes(float(t.max()))}")
-        u_left = torch.gather(u, 1, index.unsqueeze(2).expand(-1, -1, u.shape[2]))  # [B, T, v]
-        u_right = torch.gather(u, 1, (index + 1).unsqueeze(2).expand(-1, -1, u.shape[2]))
-        v = self.encoding(t.reshape(-1), t_left.reshape(-1), t_right.reshape(-1), alpha.reshape(-1),
-                          u_left.reshape(batch * frames, -1), u_right.reshape(batch * frames, -1))
-        return v.reshape(batch, frames, -1)
+        index, tau = self.knots(t)  # [B, T] each: the left knot of every time, and the time since it
+        local = index - first_code  # [B, T]: the left knot's position in the motion codes motion_z gives
+        available = motion_z.shape[1] - 2 * (self.kernel_size - 1)  # motion codes the noise gives
+        if int(local.min()) < 0 or int(local.max()) + 1 >= available:
+            first, count = self.code_window(t)
+            raise ValueError(f"{motion_z.shape[1]} motion codes cover t in [{first_code * self.delta}, "
+                             f"{(first_code + available - 1) * self.delta}) (noise codes from index {first_code}), "
+                             f"got t in [{float(t.min())}, {float(t.max())}]; draw the {count} codes from index "
+                             f"{first} that code_window(t) gives")
+
+        # --- Knots: only those each video's times use (a training clip spans a few of the noise's many) ---
+        width = int((local.amax(dim=1) - local.amin(dim=1)).max()) + 2  # left knots and the last one's right
+        start = torch.minimum(local.amin(dim=1), torch.full_like(local[:, 0], available - width))  # [B]
+        span = torch.arange(width + 2 * (self.kernel_size - 1), device=t.device)
+        rows = (start[:, None] + span).unsqueeze(2).expand(-1, -1, motion_z.shape[2])  # [B, W + 2 (k - 1), z_m]
+        u = self.mapping(torch.gather(motion_z, 1, rows).to(exact))  # [B, W, v], in float64
+        knot_index = first_code + start[:, None] + torch.arange(width, device=t.device)  # [B, W]
+        omega, theta, au = self.encoding.knot_waves(u.reshape(batch * width, -1),
+                                                    knot_index.reshape(-1).to(exact) * self.delta)
+        knot = torch.cat([omega, theta, au], dim=1).to(dtype).reshape(batch, width, -1)  # [B, W, F + F + 2F]
+
+        # --- Frames: the left knot's waves and A u, the right knot's A u, and the time since the left knot ---
+        rel = (local - start[:, None]).unsqueeze(2).expand(-1, -1, knot.shape[2])  # [B, T, 4F]
+        left = torch.gather(knot, 1, rel).reshape(batch * frames, -1)  # [B T, 4F]
+        right = torch.gather(knot, 1, rel + 1).reshape(batch * frames, -1)
+        f = omega.shape[1]
+        v = self.encoding(left[:, :f], left[:, f:2 * f], left[:, 2 * f:], right[:, 2 * f:],
+                          tau.reshape(-1).to(dtype), self.delta)
+        return v.reshape(batch, frames, -1)  # [B, T, v]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -287,20 +395,23 @@ class Generator(nn.Module):
         return torch.randn(batch, self.motion.num_codes(t_max), self.motion.z_dim, generator=generator,
                            device=device)
 
-    def draw_motion_z_for_seed(self, t_max: float, generator: torch.Generator,
+    def motion_window(self, t: torch.Tensor) -> tuple[int, int]:
+        """(first index, count) of the motion noise codes frame times t need; (0, 0) without motion."""
+        return (0, 0) if self.motion is None else self.motion.code_window(t)
+
+    def draw_motion_z_for_seed(self, seed: int, first: int, count: int,
                                device: torch.device | None = None) -> torch.Tensor:
-        """Motion noise of one video, drawn in fixed blocks so that the codes of a longer video extend (rather
-        than replace) those of a shorter one: [L, z_m]."""
+        """Motion noise codes first .. first + count - 1 of one video seed, each a pure function of (seed, its
+        index): [count, z_m] (see draw_motion_noise)."""
         if self.motion is None:
             return torch.zeros(0, 0, device=device)
-        needed = self.motion.num_codes(t_max)
-        blocks = [torch.randn(MOTION_CODE_BLOCK, self.motion.z_dim, generator=generator, device=device)
-                  for _ in range(math.ceil(needed / MOTION_CODE_BLOCK))]
-        return torch.cat(blocks)[:needed]
+        return draw_motion_noise(seed, first, count, self.motion.z_dim, device)
 
-    def motion_codes(self, t: torch.Tensor, motion_z: torch.Tensor | None) -> torch.Tensor | None:
-        """Per-frame motion codes v(t) [B, T, v] (None without motion)."""
-        return None if self.motion is None else self.motion(t, motion_z)
+    def motion_codes(self, t: torch.Tensor, motion_z: torch.Tensor | None,
+                     first_code: int = 0) -> torch.Tensor | None:
+        """Per-frame motion codes v(t) [B, T, v] (None without motion); motion_z holds the noise codes from
+        index first_code on."""
+        return None if self.motion is None else self.motion(t, motion_z, first_code)
 
     def render(self, w: torch.Tensor, motion_v: torch.Tensor | None, frames: int,
                fused: bool | None = None) -> torch.Tensor:
