@@ -158,17 +158,40 @@ def test_a_process_killed_while_saving_never_replaces_the_last_checkpoint(tmp_pa
 
 
 def _fail_second_save(monkeypatch, error):
-    """torch.save works once, then writes a little and raises `error` (as a disk filling up would)."""
-    real_save, calls = torch.save, []
+    """The step-4 checkpoint's file fails partway with `error`, as a disk filling up does: the real torch.save then
+    raises its own RuntimeError ("unexpected pos ..."), which hides the reason unless vidgen keeps it."""
+    real_mkstemp, real_fdopen, names = tempfile.mkstemp, os.fdopen, {}
 
-    def save(obj, f, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            return real_save(obj, f, *args, **kwargs)
-        f.write(b"PK" + bytes(1024))
-        raise error
+    class FillsUp:
+        def __init__(self, handle):
+            self.handle, self.written = handle, 0
 
-    monkeypatch.setattr(checkpoint.torch, "save", save)
+        def write(self, data):
+            if self.written + len(data) > 4096:
+                raise error
+            self.written += len(data)
+            return self.handle.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.handle.__exit__(*exc)
+
+    def mkstemp(*args, **kwargs):
+        fd, name = real_mkstemp(*args, **kwargs)
+        names[fd] = name
+        return fd, name
+
+    def fdopen(fd, *args, **kwargs):
+        handle = real_fdopen(fd, *args, **kwargs)
+        return FillsUp(handle) if ".ckpt-00000004.pt." in names.get(fd, "") else handle
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(atomic.os, "fdopen", fdopen)
 
 
 def _make_read_only(directory, monkeypatch):

@@ -13,7 +13,7 @@ import pickle
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -51,7 +51,32 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Atomically write `state` (plus format markers) to `path` (vidgen.core.atomic)."""
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "vidgen_version": __version__, **state}
     with atomic_file(path) as handle:
-        torch.save(payload, handle)
+        writer = _KeepWriteErrors(handle)
+        try:
+            torch.save(payload, writer)
+        except RuntimeError:
+            if writer.error is None:
+                raise
+            raise writer.error from None  # e.g. ENOSPC: the caller can say what happened in one line
+
+
+class _KeepWriteErrors:
+    """A file wrapper that keeps the OSError a write raised: torch.save reports a failed write (a full disk) as
+    a RuntimeError of its zip writer ("unexpected pos ..."), without the reason."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
 
 
 def remove_stale_temp_files(directory: Path) -> list[Path]:
