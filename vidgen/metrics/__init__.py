@@ -11,6 +11,7 @@
     features.py   streaming feature extraction, batched, from DataLoader workers or a generator
     sources.py    real and fake video sources, dataset fingerprints
     statsfile.py  real statistics on disk (--save-stats, the cache)
+    quality.py    per-frame PSNR and SSIM, best-of-K selection, diversity of K futures (video prediction)
 
 The library entry point is vidgen.evaluate.evaluate. Nothing here imports torch at package import.
 """
