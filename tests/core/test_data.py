@@ -273,19 +273,25 @@ def test_loader_is_the_same_for_any_number_of_workers(source: str, video_folder:
             torch.testing.assert_close(a[key], b[key])
 
 
-def test_a_video_that_fails_to_decode_mid_run_is_replaced_by_the_next(tmp_path: Path) -> None:
+def test_a_video_that_fails_to_decode_mid_run_is_replaced_by_the_next_and_named_once(capfd, recwarn) -> None:
     from vidgen.core.io import VideoReadError
 
     dataset = build_dataset(DataConfig(source="synthetic", resolution=16, frames=4, synthetic_videos=3), seed=0)
 
-    class Damaged:
+    class Damaged:  # probes fine, fails to decode: damage past the file's header
         name, num_frames, fps = "damaged.mp4", 64, 8.0
 
         def read(self, frames):
             raise VideoReadError(self.name, "not a readable video (corrupt data)")
 
     dataset.videos[1] = Damaged()
-    with pytest.warns(UserWarning, match="damaged.mp4"):
-        item = dataset[(1, 5)]
-    assert item["index"] == 2 and item["video"].shape == (4, 16, 16, 3)
-    assert torch.equal(item["video"], dataset[(2, 5)]["video"])  # deterministic: the next video, same clip seed
+    for clip_seed in range(5):
+        item = dataset[(1, clip_seed)]
+        assert item["index"] == 2 and item["video"].shape == (4, 16, 16, 3)
+        # deterministic: the next video, same clip seed
+        assert torch.equal(item["video"], dataset[(2, clip_seed)]["video"])
+    assert capfd.readouterr().err.splitlines() == [
+        "warning: skipping a video that failed to decode: damaged.mp4: not a readable video (corrupt data); the "
+        "clips that need it come from other videos"], "named once, not for every clip that meets it"
+    assert not recwarn.list, "vidgen's own line, not a Python warning"
+

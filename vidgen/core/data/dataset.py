@@ -6,7 +6,7 @@ appended to the clip, each from another random video or from a folder of still i
 
 from __future__ import annotations
 
-import warnings
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,6 +40,8 @@ class VideoDataset(Dataset):
         """Class of each video (data.labels), or None."""
         self.image_frames = image_frames
         """Where the frames appended for joint image-video training come from (data.image_frames), or None."""
+        self._named: set[str] = set()
+        """Videos that failed to decode, already named by this process."""
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -60,7 +62,7 @@ class VideoDataset(Dataset):
             try:
                 pixels = video.read(frames)
             except VideoReadError as exc:
-                warnings.warn(f"skipping a video that failed to decode: {exc}", stacklevel=2)
+                _name_once(self._named, exc, "a video")
                 continue
             clip = resize_center_crop(pixels, self.resolution)  # (F, R, R, 3) uint8
             if self.image_frames is not None:  # (F + M, R, R, 3): M independent frames after the clip
@@ -87,6 +89,8 @@ class ImageFrames:
             raise ValueError("ImageFrames needs videos or images")
         self.count, self.resolution = count, resolution
         self.videos, self.images = list(videos), list(images)
+        self._named: set[str] = set()
+        """Files that failed to decode, already named by this process."""
 
     def draw(self, rng: np.random.Generator, exclude: int) -> torch.Tensor:
         """`count` frames as uint8 [count, R, R, 3]; from videos, never from video `exclude` (the clip's own)
@@ -99,7 +103,7 @@ class ImageFrames:
             try:
                 pixels = self._read_random(rng, exclude)  # (1, H, W, 3)
             except VideoReadError as exc:
-                warnings.warn(f"skipping an image frame that failed to decode: {exc}", stacklevel=2)
+                _name_once(self._named, exc, "an image frame")
                 continue
             return resize_center_crop(pixels, self.resolution)[0]
         raise UserError("no image frame could be decoded from the dataset or data.image_source; check the files")
@@ -174,3 +178,14 @@ def _image_frames(cfg: DataConfig, videos: Sequence[Video]) -> ImageFrames | Non
     if not images:
         raise UserError(f"data.image_source '{root}' holds no .png/.jpg images")
     return ImageFrames(cfg.image_frames, cfg.resolution, images=images)
+
+
+def _name_once(named: set[str], exc: VideoReadError, what: str) -> None:
+    """One vidgen line on stderr the first time this process meets a file that fails to decode past its header,
+    not a Python warning for every clip that reaches the damage. (Each DataLoader worker is its own process, so a
+    file is named at most once per worker.)"""
+    if exc.path in named:
+        return
+    named.add(exc.path)
+    print(f"warning: skipping {what} that failed to decode: {exc}; the clips that need it come from other videos",
+          file=sys.stderr, flush=True)
