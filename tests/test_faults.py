@@ -17,7 +17,7 @@ import torch
 from rich.console import Console
 
 from tests.conftest import TINY_VDM, set_args
-from vidgen.core import atomic, checkpoint
+from vidgen.core import atomic
 from vidgen.core.checkpoint import list_checkpoints, load_checkpoint
 from vidgen.core.run_dir import read_metrics
 from vidgen.errors import UserError

@@ -71,7 +71,7 @@ def _saved_config(run: RunDir, console: Console) -> dict[str, Any]:
     checkpoint, with a notice (config.yaml is rewritten when the run starts)."""
     try:
         raw = read_yaml(run.config)
-        recipe_from_dict(dict(raw), source=str(run.config), saved=True)  # the file itself must be a recipe
+        recipe_from_dict(raw, source=str(run.config), saved=True)  # the file itself must be a recipe
         return raw
     except ConfigError as exc:
         problem = str(exc)

@@ -69,7 +69,7 @@ def eval_command(
         raise ConfigError(f"--workers must be >= 0, got {workers}")
     detector_files = _parse_detector_files(detector_file or [])
 
-    from vidgen.core.run_dir import check_output_file
+    from vidgen.core.run_dir import check_output_file, write_atomically
     from vidgen.evaluate import OutputNotWritten, evaluate  # imports torch
 
     if json_out is not None:  # before the work: a bad path must not cost the scores (--save-stats: in evaluate)
@@ -89,7 +89,7 @@ def eval_command(
     out.print(_results_table(result, thresholds))
     if json_out is not None:
         try:
-            _write_json(json_out, result.to_json(thresholds))
+            write_atomically(json_out, json.dumps(result.to_json(thresholds), indent=2) + "\n")  # CI reads it whole
         except OSError as exc:
             unwritten.append(f"--json {json_out} ({exc.strerror or exc})")
     if failed:
@@ -100,14 +100,6 @@ def eval_command(
                         "space or choose another path")
     if failed:
         raise typer.Exit(1)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    """Atomically: a CI job never reads half a result."""
-    from vidgen.core.atomic import atomic_file
-
-    with atomic_file(path, "w") as handle:
-        handle.write(json.dumps(data, indent=2) + "\n")
 
 
 def _parse_detector_files(items: list[str]) -> dict[str, Path]:

@@ -90,7 +90,7 @@ def test_eval_cli_prints_the_table_then_one_line_when_the_json_cannot_be_written
     from vidgen_cli.main import app
 
     root, _ = evaluated
-    monkeypatch.setattr("vidgen_cli.metrics_cli._write_json", _enospc)
+    monkeypatch.setattr("vidgen.core.run_dir.write_atomically", _enospc)
     out = tmp_path / "result.json"
     result = CliRunner().invoke(app, [
         "eval", "--real", str(root / "real.npz"), "--fake", str(root / "videos"), "--num", "2", "--allow-fewer",
