@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vidgen.models.registry import BACKENDS
+from vidgen.models.registry import BACKENDS, BackendSpec
 
 # The tiny test variants the registry declares for the backend contract suite: same code paths, a fraction of
 # the width.
@@ -40,3 +40,30 @@ def tiny_vdm() -> list[str]:
 @pytest.fixture
 def tiny_sgv() -> list[str]:
     return list(TINY_SGV)
+
+
+def stage_one_overrides(spec: BackendSpec, stage_one_runs: dict[str, Path]) -> list[str]:
+    """A family's tiny test overrides, plus the trained tiny stage-1 run that a two-stage family builds on."""
+    overrides = list(spec.test_overrides)
+    if spec.upstream is not None:
+        overrides.append(f"model.{spec.upstream.field}={stage_one_runs[spec.upstream.family]}")
+    return overrides
+
+
+@pytest.fixture(scope="session")
+def stage_one_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A few steps of each family that another builds on (the tiny VQ-VAE), trained once per session: the run
+    directories by family name."""
+    from rich.console import Console
+
+    from vidgen.recipe import load_recipe
+    from vidgen.train import train
+
+    runs = {}
+    for family in {spec.upstream.family for spec in BACKENDS.values() if spec.upstream is not None}:
+        spec = BACKENDS[family]
+        run = tmp_path_factory.mktemp("stage-one") / family
+        train(load_recipe(spec.tiny_recipe, [*spec.test_overrides, "train.max_steps=4"]), run, device="cpu",
+              console=Console(quiet=True))
+        runs[family] = run
+    return runs

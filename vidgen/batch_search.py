@@ -61,12 +61,13 @@ def largest_fitting(fits: Callable[[int], bool], limit: int) -> tuple[int, dict[
 def find_max_batch(recipe: Recipe, device: torch.device, limit: int = 1024) -> BatchSearchResult:
     """Search the recipe's per-GPU batch on `device` (a CUDA device)."""
     from vidgen.models.registry import build_backend
+    from vidgen.upstream import load_upstream
 
     if device.type != "cuda":
         raise UserError(f"--max-batch-search needs a CUDA device (memory is what limits the batch there); got "
                         f"{device}. Pass --device cuda")
     check_precision(recipe.train.precision, device)
-    backend = build_backend(recipe)
+    backend = build_backend(recipe, load_upstream(recipe))
     backend.networks.to(device).train()
     # The training state of a run (EMA copies and optimizer moments count against memory too), stepped by the
     # training loop's own step function.

@@ -14,15 +14,15 @@ from rich.console import Console
 from torch import nn
 
 from vidgen.core import layout
-from vidgen.core.checkpoint import latest_checkpoint, load_checkpoint
+from vidgen.core.checkpoint import find_checkpoint, load_checkpoint
 from vidgen.core.config import Recipe
 from vidgen.core.device import resolve_device
 from vidgen.core.progress import task_progress
-from vidgen.core.run_dir import SAMPLES_MANIFEST, RunDir, ensure_writable_dir, write_samples_manifest
+from vidgen.core.run_dir import SAMPLES_MANIFEST, ensure_writable_dir, write_samples_manifest
 from vidgen.errors import UserError
+from vidgen.metrics.quality import psnr, ssim
 from vidgen.models.base import Backend
-from vidgen.models.registry import build_backend
-from vidgen.recipe import recipe_from_dict
+from vidgen.upstream import backend_from_checkpoint
 
 PREVIEW_VIDEOS = 64
 """The grid mp4 and the contact sheet show at most this many videos."""
@@ -30,40 +30,51 @@ PREVIEW_DURING_TRAINING = 16
 """Videos in the grid that training writes every train.sample_every steps."""
 
 
+REFERENCE_PREFIX = "real-"
+"""The real clip that sample-N.mp4 should match (Backend.references) is written beside it as real-N.mp4."""
+
+
 @dataclass(frozen=True)
 class SampleResult:
     videos: list[Path]
     grid: Path
     contact_sheet: Path
+    reference_quality: dict[str, float] | None = None
+    """For a backend with references (a VQ-VAE, a predictor): mean per-frame PSNR (dB) and SSIM of the written
+    samples against the written references, and the number of videos; else None."""
 
 
-def find_checkpoint(run_or_checkpoint: Path) -> Path:
-    """A checkpoint file, or the latest checkpoint of a run directory."""
-    if run_or_checkpoint.is_file():
-        return run_or_checkpoint
-    if run_or_checkpoint.is_dir():
-        latest = latest_checkpoint(RunDir(run_or_checkpoint).checkpoints)
-        if latest is None:
-            raise UserError(f"{run_or_checkpoint} holds no checkpoints; train it first (vidgen train ...)")
-        return latest
-    raise UserError(f"{run_or_checkpoint} is neither a run directory nor a checkpoint file")
+class _ReferenceQuality:
+    """Running means of per-frame PSNR and SSIM (vidgen.metrics.quality), on the 8-bit frames that are written."""
+
+    def __init__(self) -> None:
+        self.psnr_sum = self.ssim_sum = 0.0
+        self.frames = self.videos = 0
+
+    def add(self, samples: torch.Tensor, references: torch.Tensor) -> None:
+        """uint8 [B, T, H, W, C] each."""
+        x, y = layout.to_model(samples).double(), layout.to_model(references).double()
+        self.psnr_sum += psnr(x, y).sum().item()
+        self.ssim_sum += ssim(x, y).sum().item()
+        self.frames += x.shape[0] * x.shape[2]
+        self.videos += x.shape[0]
+
+    def summary(self) -> dict[str, float] | None:
+        if not self.videos:
+            return None
+        return {"psnr": self.psnr_sum / self.frames, "ssim": self.ssim_sum / self.frames, "videos": self.videos}
 
 
 def load_for_sampling(run_or_checkpoint: Path, device: torch.device) -> tuple[Recipe, Backend]:
-    """Rebuild the backend from a checkpoint's own config and load its EMA weights into the networks."""
+    """Rebuild the backend from a checkpoint's own config, with its EMA weights, on `device`."""
     recipe, backend, _ = _load(find_checkpoint(run_or_checkpoint), device)
     return recipe, backend
 
 
 def _load(path: Path, device: torch.device) -> tuple[Recipe, Backend, int]:
     state = load_checkpoint(path)
-    recipe = recipe_from_dict(state["config"], source=str(path), saved=True)
-    backend = build_backend(recipe)
-    weights = dict(state["networks"])
-    weights.update(state["ema"])  # EMA copies replace the raw weights of the networks that have one
-    backend.networks.load_state_dict(weights)
-    backend.load_extra_state(state["backend"])
-    backend.networks.to(device).eval()
+    recipe, backend = backend_from_checkpoint(state, str(path))
+    backend.networks.to(device)
     return recipe, backend, state["step"]
 
 
@@ -88,12 +99,21 @@ def sample(run_or_checkpoint: Path, out_dir: Path, options: Mapping[str, Any] | 
 
     videos: list[Path] = []
     previews = []  # only the first PREVIEW_VIDEOS are kept in memory, for the grid and the contact sheet
+    quality = _ReferenceQuality()
     with torch.no_grad(), task_progress(console, "sample", total=cfg.num) as advance:
         for start in range(cfg.seed, stop, cfg.batch_size):
             # Seeds batch by batch: a list of every seed would cost memory in proportion to --num up front.
             batch_seeds = list(range(start, min(start + cfg.batch_size, stop)))
-            generated = backend.sample(backend.networks, batch_seeds, frames, dev, cfg)
-            for video_seed, video in zip(batch_seeds, layout.to_uint8(generated.cpu()).numpy()):
+            generated = layout.to_uint8(backend.sample(backend.networks, batch_seeds, frames, dev, cfg).cpu())
+            references = backend.references(batch_seeds, frames, dev, cfg)
+            if references is not None:  # the real clips the samples should match (a VQ-VAE's inputs ...)
+                references = layout.to_uint8(references.cpu())
+                quality.add(generated, references)
+                for video_seed, video in zip(batch_seeds, references.numpy()):
+                    path = out_dir / f"{REFERENCE_PREFIX}{video_seed:06d}.mp4"
+                    with _writing(path, len(videos), cfg.num, out_dir):
+                        write_mp4(path, video, fps=fps)
+            for video_seed, video in zip(batch_seeds, generated.numpy()):
                 path = out_dir / f"sample-{video_seed:06d}.mp4"
                 with _writing(path, len(videos), cfg.num, out_dir):
                     write_mp4(path, video, fps=fps)
@@ -113,8 +133,8 @@ def sample(run_or_checkpoint: Path, out_dir: Path, options: Mapping[str, Any] | 
     with _writing(out_dir / SAMPLES_MANIFEST, len(videos), cfg.num, out_dir):
         write_samples_manifest(out_dir, videos, checkpoint=str(checkpoint), step=step, model=recipe.model.name,
                                seeds={"start": cfg.seed, "count": cfg.num}, frames=previews[0].shape[0], fps=fps,
-                               options=dataclasses.asdict(cfg))
-    return SampleResult(videos, grid, sheet)
+                               options=dataclasses.asdict(cfg), reference_quality=quality.summary())
+    return SampleResult(videos, grid, sheet, quality.summary())
 
 
 @contextlib.contextmanager

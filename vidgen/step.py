@@ -9,12 +9,14 @@ import contextlib
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from vidgen.core import distributed, layout
+from vidgen.core.checkpoint import load_weights
 from vidgen.core.config import Recipe, TrainConfig
 from vidgen.core.device import autocast, make_grad_scaler
 from vidgen.core.distributed import SINGLE_PROCESS, DistInfo
@@ -70,14 +72,21 @@ class TrainState:
             "rng": {"torch": torch.get_rng_state(), "generator": streams[0], "streams": streams},
             "best_score": self.best_score,
             "nonfinite_steps": self.nonfinite_steps,
+            "upstream": self.backend.upstream.record if self.backend.upstream is not None else None,
         }
 
-    def load_state_dict(self, state: dict[str, Any], first_stream: int = 0, num_streams: int = 1) -> bool:
+    def sampling_networks(self) -> dict[str, nn.Module]:
+        """What sampling during training calls: the EMA copies of the networks that have one, the others as
+        they are."""
+        return {**self.backend.networks, **self.ema}
+
+    def load_state_dict(self, state: dict[str, Any], first_stream: int = 0, num_streams: int = 1,
+                        source: str | Path = "the checkpoint") -> bool:
         """Restore; each rank takes its own noise streams. False when the checkpoint was written by a job with
         another number of streams (ranks): they then restart from their seeds, and the run goes on, but no longer
         bit-identical to an uninterrupted one."""
-        self.backend.networks.load_state_dict(state["networks"])
-        self.ema.load_state_dict(state["ema"])
+        load_weights(self.backend.networks, state["networks"], source)
+        load_weights(self.ema, state["ema"], source)
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         self.scaler.load_state_dict(state["scaler"])
@@ -110,13 +119,11 @@ class StepContext:
 
 
 def batch_to_device(batch: dict[str, torch.Tensor], device: torch.device) -> Batch:
-    """A loader's batch on the device, in the model layout. uint8 crosses to the device (4x less traffic than
-    float), then becomes float [B, C, T, H, W] in [-1, 1] there."""
-    out = {"video": layout.to_model(batch["video"].to(device, non_blocking=True)),
-           "times": batch["times"].to(device, non_blocking=True)}
-    if "label" in batch:
-        out["label"] = batch["label"].to(device)
-    return out
+    """A loader's batch on the device, in the model layout. A video crosses to the device as uint8 (4x less
+    traffic than float), then becomes float [B, C, T, H, W] in [-1, 1] there; other entries (times, labels, a
+    token dataset's codes) cross as they are."""
+    return {key: layout.to_model(value.to(device, non_blocking=True)) if key == "video"
+            else value.to(device, non_blocking=True) for key, value in batch.items() if key != "index"}
 
 
 def lr_factor(cfg: TrainConfig, step: int) -> float:

@@ -40,6 +40,7 @@ from vidgen.models.registry import build_backend
 from vidgen.recipe import apply_override, load_recipe, read_yaml, recipe_from_dict
 from vidgen.sample import write_preview
 from vidgen.step import StepContext, TrainState, batch_to_device, lr_factor, train_step
+from vidgen.upstream import load_upstream
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,11 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
     resume_from = distributed.broadcast_object(dist, resume_from)
 
     # --- Model, EMA, optimizers (initialised from the seed; a resume then overwrites them) ---
+    saved = load_checkpoint(resume_from, expected_model=recipe.model.name) if resume_from is not None else None
+    if saved is not None:
+        _check_same_model(recipe, saved, resume_from)
     torch.manual_seed(recipe.run.seed)
-    backend = build_backend(recipe)
+    backend = build_backend(recipe, load_upstream(recipe, saved, str(resume_from)))
     backend.networks.to(dev)
     streams_per_rank = emulate_ranks
     num_streams = dist.world_size * streams_per_rank
@@ -136,10 +140,8 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
     state = TrainState.create(backend, cfg.precision, dev,
                               [torch.Generator(dev).manual_seed(recipe.run.seed + first_stream + i)
                                for i in range(streams_per_rank)])
-    if resume_from is not None:  # every rank loads the same checkpoint
-        saved = load_checkpoint(resume_from, expected_model=recipe.model.name)
-        _check_same_model(recipe, saved, resume_from)
-        same_streams = state.load_state_dict(saved, first_stream, num_streams)
+    if saved is not None:  # every rank loads the same checkpoint
+        same_streams = state.load_state_dict(saved, first_stream, num_streams, resume_from)
         console.print(f"Resuming {run.root} from step {state.step} ({resume_from.name})")
         if not same_streams:
             console.print("[yellow]The checkpoint was written with another number of ranks: the training noise "
@@ -157,7 +159,8 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
                                start_sample=state.samples_seen, workers=recipe.data.workers,
                                pin_memory=dev.type == "cuda", rank=dist.rank, world_size=dist.world_size)
     batches = iter(loader)
-    backend.bind_loop(TrainingJob(videos_per_step, functools.partial(distributed.sum_over_ranks, dist, device=dev)))
+    backend.bind_loop(TrainingJob(videos_per_step, functools.partial(distributed.sum_over_ranks, dist, device=dev),
+                                  functools.partial(distributed.sum_tensor_over_ranks, dist), dist.is_main))
 
     log = None
     if dist.is_main:
@@ -231,10 +234,10 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
             if state.step % cfg.checkpoint_every == 0:
                 last_checkpoint = _save(state, recipe, run, dist)
             if cfg.sample_every and state.step % cfg.sample_every == 0 and dist.is_main:
-                write_preview(backend, state.ema, recipe, run.samples / f"step-{state.step:08d}.mp4", dev)
+                write_preview(backend, state.sampling_networks(), recipe, run.samples / f"step-{state.step:08d}.mp4", dev)
             if cfg.eval_every and state.step % cfg.eval_every == 0:
                 best = False
-                scored = score_during_training(backend, state.ema, recipe, dev, console, dist)  # every rank
+                scored = score_during_training(backend, state.sampling_networks(), recipe, dev, console, dist)  # every rank
                 if scored is not None:  # rank 0
                     label, score = scored
                     log.write({"step": state.step, f"eval/{cfg.eval_metric}": score})
@@ -321,7 +324,8 @@ def _save(state: TrainState, recipe: Recipe, run: RunDir, dist: DistInfo, path: 
 
 
 def _count_params(backend: Backend) -> int:
-    return sum(p.numel() for p in backend.networks.parameters())
+    """Trained parameters (a frozen first stage is not counted)."""
+    return sum(p.numel() for p in backend.networks.parameters() if p.requires_grad)
 
 
 def _step_of(path: Path) -> int:

@@ -21,7 +21,7 @@ from rich.table import Table
 from vidgen import __version__
 from vidgen.errors import UserError
 
-app = typer.Typer(name="vidgen", help="Train, sample and evaluate video generators (StyleGAN-V, Video Diffusion).",
+app = typer.Typer(name="vidgen", help="Train, sample and evaluate video generators (StyleGAN-V, Video Diffusion, VideoGPT).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Datasets: write the built-in synthetic set, inspect a dataset.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -116,29 +116,41 @@ def sample(
     eta: Annotated[Optional[float], typer.Option(help="Diffusion, --sampler ddim: noise eta (0: deterministic; 1: the ancestral posterior variance; default: model.ddim_eta).")] = None,
     time_offset: Annotated[Optional[float], typer.Option(help="StyleGAN-V: time of the first frame, in training frames.")] = None,
     truncation: Annotated[Optional[float], typer.Option(help="StyleGAN-V: truncation psi (1: none; lower: less variety, higher quality).")] = None,
-    label: Annotated[Optional[int], typer.Option("--class", help="Diffusion, class-conditional: the class of every video (default: video i gets class (seed + i) mod classes).")] = None,
+    label: Annotated[Optional[int], typer.Option("--class", help="Class-conditional diffusion or VideoGPT: the class of every video (default: video i gets class (seed + i) mod classes).")] = None,
     guidance: Annotated[Optional[float], typer.Option(help="Diffusion: classifier-free guidance weight w (default: model.guidance).")] = None,
     extend: Annotated[Optional[Path], typer.Option(help="Diffusion: continue this video to --frames frames (reconstruction guidance).")] = None,
     upsample: Annotated[Optional[Path], typer.Option(help="Diffusion: generate this low-resolution video at the model's resolution.")] = None,
     cond_method: Annotated[Optional[str], typer.Option(help="Diffusion, --extend: reconstruction (default) or replacement.")] = None,
     cond_frames: Annotated[Optional[int], typer.Option(help="Diffusion, --extend: frames each window is conditioned on (default: half the training clip).")] = None,
     guidance_recon: Annotated[Optional[float], typer.Option(help="Diffusion, --extend/--upsample: reconstruction guidance weight w_r (default: model.guidance_recon).")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="VideoGPT: divides the logits (> 0; below 1 sharper).")] = None,
+    top_k: Annotated[Optional[int], typer.Option(help="VideoGPT: draw each code among the k most likely.")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="VideoGPT: nucleus sampling, among the most likely codes whose probability sums to p, in (0, 1].")] = None,
+    context: Annotated[Optional[Path], typer.Option(help="VideoGPT, frame-conditioned: a video whose first frames condition every sample (default: clip i of the run's data).")] = None,
+    reconstruct: Annotated[Optional[str], typer.Option(help="VQ-VAE: reconstruct the clips of this dataset (a folder, zip or 'synthetic'; default: the run's data), written beside the originals with PSNR and SSIM.")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Generate videos with a trained run's EMA weights. Each option replaces the run's sample-section value of
     the same name; an option its model family does not take is an error."""
-    from vidgen.sample import sample as run_sampling
+    from vidgen.sample import REFERENCE_PREFIX, sample as run_sampling
 
     given = {"num": num, "frames": frames, "fps": fps, "seed": seed, "batch_size": batch_size, "steps": steps,
              "sampler": sampler, "eta": eta, "label": label, "guidance": guidance, "extend": extend,
              "upsample": upsample, "cond_method": cond_method, "cond_frames": cond_frames,
-             "guidance_recon": guidance_recon, "time_offset": time_offset, "truncation": truncation}
+             "guidance_recon": guidance_recon, "time_offset": time_offset, "truncation": truncation,
+             "temperature": temperature, "top_k": top_k, "top_p": top_p, "context": context,
+             "reconstruct": reconstruct}
     options = {name: str(value) if isinstance(value, Path) else value
                for name, value in given.items() if value is not None}
     result = run_sampling(source, out_dir, options, device=device, console=err)
     for path in result.videos:
         out.print(str(path), highlight=False)
     out.print(f"grid: {result.grid}\ncontact sheet: {result.contact_sheet}", highlight=False)
+    quality = result.reference_quality
+    if quality is not None:
+        out.print(f"against the real clips beside them ({REFERENCE_PREFIX}*.mp4), per frame: PSNR "
+                  f"{quality['psnr']:.2f} dB, SSIM {quality['ssim']:.4f} ({quality['videos']} videos)",
+                  highlight=False)
 
 
 @app.command("recipes")

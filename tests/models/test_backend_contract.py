@@ -17,7 +17,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from tests.conftest import run_cli, set_args
+from tests.conftest import run_cli, set_args, stage_one_overrides
 from vidgen.core.checkpoint import load_checkpoint, save_checkpoint
 from vidgen.core.config import Recipe, option_flag
 from vidgen.core.data.dataset import build_dataset
@@ -30,6 +30,7 @@ from vidgen.models.registry import BACKENDS, BackendSpec, build_backend
 from vidgen.recipe import load_recipe
 from vidgen.step import StepContext, TrainState, batch_to_device, train_step
 from vidgen.train import train
+from vidgen.upstream import load_upstream
 
 CPU = torch.device("cpu")
 QUIET = Console(quiet=True)
@@ -45,8 +46,20 @@ def spec(request: pytest.FixtureRequest) -> BackendSpec:
     return request.param
 
 
-def tiny_recipe(spec: BackendSpec, *extra: str) -> Recipe:
-    return load_recipe(spec.tiny_recipe, [*spec.test_overrides, *extra])
+@pytest.fixture(scope="module")
+def overrides(spec: BackendSpec, request: pytest.FixtureRequest) -> list[str]:
+    """The family's tiny test overrides; a two-stage family's name a tiny trained stage-1 run."""
+    runs = request.getfixturevalue("stage_one_runs") if spec.upstream is not None else {}
+    return stage_one_overrides(spec, runs)
+
+
+def tiny_recipe(spec: BackendSpec, overrides: list[str], *extra: str) -> Recipe:
+    return load_recipe(spec.tiny_recipe, [*overrides, *extra])
+
+
+def build(recipe: Recipe) -> Backend:
+    """The recipe's backend, on its loaded stage-1 run when it has one (as the training loop builds it)."""
+    return build_backend(recipe, load_upstream(recipe))
 
 
 def fixed_batch(backend: Backend, recipe: Recipe) -> Batch:
@@ -69,16 +82,17 @@ def progress_loss(backend: Backend, batch: Batch, draws: int = 8) -> float:
             if "loss" in logged:
                 values.append(logged["loss"])
                 break
+    backend.end_step(False)  # a measurement, not a step: what the losses gathered for the step is dropped
     assert values, "a backend logs its main loss as 'loss' (the progress bar's)"
     return sum(values) / len(values)
 
 
 @pytest.fixture(scope="module")
-def overfit(spec: BackendSpec) -> tuple[Recipe, TrainState, tuple[float, float]]:
+def overfit(spec: BackendSpec, overrides: list[str]) -> tuple[Recipe, TrainState, tuple[float, float]]:
     """OVERFIT_STEPS training steps (the shared train_step, every phase) on one fixed batch: the recipe, the
     trained state, and the progress loss on that batch before and after."""
-    recipe = tiny_recipe(spec)
-    backend = build_backend(recipe)
+    recipe = tiny_recipe(spec, overrides)
+    backend = build(recipe)
     state = TrainState.create(backend, "fp32", CPU, [torch.Generator().manual_seed(recipe.run.seed)])
     context = StepContext(recipe.train, CPU, backend.networks)
     batch = fixed_batch(backend, recipe)
@@ -90,6 +104,7 @@ def overfit(spec: BackendSpec) -> tuple[Recipe, TrainState, tuple[float, float]]
             applied, _ = train_step(state, [batch], context)
             assert applied, f"step {state.step}: a loss was not finite"
             state.step += 1
+            backend.end_step(applied)
         after = progress_loss(backend, batch)
     finally:
         torch.set_num_threads(threads)
@@ -100,11 +115,11 @@ def overfit(spec: BackendSpec) -> tuple[Recipe, TrainState, tuple[float, float]]
 # Building and training
 
 
-def test_builds_from_its_recipe_reproducibly_without_touching_global_randomness(spec):
-    recipe = tiny_recipe(spec)
+def test_builds_from_its_recipe_reproducibly_without_touching_global_randomness(spec, overrides):
+    recipe = tiny_recipe(spec, overrides)
     assert type(recipe.model) is spec.config_class and type(recipe.sample) is spec.sample_class
     rng = torch.random.get_rng_state()
-    first, second = build_backend(recipe), build_backend(recipe)
+    first, second = build(recipe), build(recipe)
     assert torch.equal(torch.random.get_rng_state(), rng)
     for (name, a), b in zip(first.networks.state_dict().items(), second.networks.state_dict().values()):
         assert torch.equal(a, b), f"{name}: initialisation must follow run.seed alone"
@@ -112,12 +127,15 @@ def test_builds_from_its_recipe_reproducibly_without_touching_global_randomness(
     optimizers = first.make_optimizers()
     assert {phase.optimizer for phase in first.phases()} <= set(optimizers)
     trained = {id(p) for opt in optimizers.values() for group in opt.param_groups for p in group["params"]}
-    assert trained == {id(p) for p in first.networks.parameters()}, "every parameter has one optimizer"
+    assert trained == {id(p) for p in first.networks.parameters() if p.requires_grad}, \
+        "every trained parameter has one optimizer"
+    frozen = [name for name, p in first.networks.named_parameters() if not p.requires_grad]
+    assert all(name.split(".")[0] not in first.ema_networks for name in frozen), "a frozen network has no EMA"
 
 
-def test_every_phase_gives_a_finite_loss(spec):
-    recipe = tiny_recipe(spec)
-    backend = build_backend(recipe)
+def test_every_phase_gives_a_finite_loss(spec, overrides):
+    recipe = tiny_recipe(spec, overrides)
+    backend = build(recipe)
     batch = fixed_batch(backend, recipe)
     generator = torch.Generator().manual_seed(0)
     for phase in backend.phases():
@@ -133,9 +151,9 @@ def test_training_steps_on_one_batch_lower_the_main_loss(spec, overfit):
     assert after < 0.8 * before, f"{spec.name}: the loss went from {before:.4f} to {after:.4f}"
 
 
-def test_a_bf16_autocast_step_is_close_to_fp32(spec):
-    recipe = tiny_recipe(spec)
-    backend = build_backend(recipe)
+def test_a_bf16_autocast_step_is_close_to_fp32(spec, overrides):
+    recipe = tiny_recipe(spec, overrides)
+    backend = build(recipe)
     batch = fixed_batch(backend, recipe)
     for phase in backend.phases():
         losses = {}
@@ -174,7 +192,7 @@ def test_networks_and_extra_state_round_trip_through_a_checkpoint_file(spec, ove
     path = tmp_path / "state.pt"
     save_checkpoint({"config": recipe.to_dict(), "step": state.step, "networks": state.backend.networks.state_dict(),
                      "ema": {}, "backend": state.backend.extra_state()}, path)
-    restored = build_backend(recipe)
+    restored = build(recipe)
     saved = load_checkpoint(path)
     restored.networks.load_state_dict(saved["networks"])
     restored.load_extra_state(saved["backend"])
@@ -194,13 +212,13 @@ def loop_losses(run_dir: Path) -> list[dict[str, float]]:
     return [{k: v for k, v in r.items() if k == "loss" or "/" in k} for r in read_metrics(run_dir / "metrics.jsonl")]
 
 
-def test_resume_through_the_shared_loop_equals_one_run(spec, tmp_path):
+def test_resume_through_the_shared_loop_equals_one_run(spec, overrides, tmp_path):
     """3 steps, stop, resume to 6 == 6 steps at once: the losses step for step and the final weights, bit for
     bit (two micro-batches per step, so accumulation is part of it)."""
     common = ["train.checkpoint_every=3", "train.grad_accum=2"]
-    once = train(tiny_recipe(spec, *common, "train.max_steps=6"), tmp_path / "once", device="cpu", console=QUIET)
-    train(tiny_recipe(spec, *common, "train.max_steps=3"), tmp_path / "twice", device="cpu", console=QUIET)
-    twice = train(tiny_recipe(spec, *common, "train.max_steps=6"), tmp_path / "twice", device="cpu",
+    once = train(tiny_recipe(spec, overrides, *common, "train.max_steps=6"), tmp_path / "once", device="cpu", console=QUIET)
+    train(tiny_recipe(spec, overrides, *common, "train.max_steps=3"), tmp_path / "twice", device="cpu", console=QUIET)
+    twice = train(tiny_recipe(spec, overrides, *common, "train.max_steps=6"), tmp_path / "twice", device="cpu",
                   console=QUIET)
     assert len(loop_losses(tmp_path / "once")) == 6
     assert loop_losses(tmp_path / "once") == loop_losses(tmp_path / "twice")
@@ -211,10 +229,10 @@ def test_resume_through_the_shared_loop_equals_one_run(spec, tmp_path):
     assert final_once["backend"] == final_twice["backend"]
 
 
-def test_two_gloo_ranks_train_what_one_process_trains_with_the_same_global_batch(spec, tmp_path):
+def test_two_gloo_ranks_train_what_one_process_trains_with_the_same_global_batch(spec, overrides, tmp_path):
     """2 ranks under torchrun (gloo, CPU) x 2 micro-batches of 2 == one process emulating both ranks
     (train(emulate_ranks=2)): the same global batch per micro-batch and each rank's noise stream."""
-    overrides = [*spec.test_overrides, "train.grad_accum=2", "train.batch_size=2", "train.max_steps=2"]
+    overrides = [*overrides, "train.grad_accum=2", "train.batch_size=2", "train.max_steps=2"]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "vidgen_cli", "train", spec.tiny_recipe, "--out", str(tmp_path / "ranks"), "--device", "cpu",
                *set_args(overrides)]
@@ -233,7 +251,7 @@ def test_two_gloo_ranks_train_what_one_process_trains_with_the_same_global_batch
     reference = load_checkpoint(one.checkpoint)
     # Parameters only: a running-mean buffer (StyleGAN-V's w_avg) is updated by each rank from its own shard, and
     # the checkpoint keeps rank 0's, as DDP's broadcast_buffers would.
-    params = [name for name, _ in build_backend(load_recipe(spec.tiny_recipe, overrides)).networks.named_parameters()]
+    params = [name for name, _ in build(load_recipe(spec.tiny_recipe, overrides)).networks.named_parameters()]
     for name in params:
         torch.testing.assert_close(ranks["networks"][name], reference["networks"][name], rtol=0, atol=1e-5,
                                    msg=name)
@@ -245,13 +263,13 @@ def test_two_gloo_ranks_train_what_one_process_trains_with_the_same_global_batch
         assert got["loss"] == pytest.approx(want["loss"], abs=1e-5)
 
 
-def test_train_and_sample_through_the_command_line_write_playable_mp4s(spec, tmp_path):
+def test_train_and_sample_through_the_command_line_write_playable_mp4s(spec, overrides, tmp_path):
     run = tmp_path / "run"
     run_cli("train", spec.tiny_recipe, "--out", str(run), "--max-steps", "2", "--device", "cpu",
-            *set_args(list(spec.test_overrides)), check=True)
+            *set_args(overrides), check=True)
     sampled = run_cli("sample", str(run), "--out", str(tmp_path / "samples"), "--num", "2", "--frames", "6",
                       "--seed", "10", "--device", "cpu", check=True)
-    recipe = tiny_recipe(spec)
+    recipe = tiny_recipe(spec, overrides)
     for seed in (10, 11):
         path = tmp_path / "samples" / f"sample-{seed:06d}.mp4"
         assert str(path) in sampled.stdout
@@ -260,7 +278,7 @@ def test_train_and_sample_through_the_command_line_write_playable_mp4s(spec, tmp
     assert read_video(tmp_path / "samples" / "grid.mp4").shape[0] == 6
 
 
-def test_a_sample_option_of_another_family_is_one_line_naming_what_this_one_takes(spec, tmp_path):
+def test_a_sample_option_of_another_family_is_one_line_naming_what_this_one_takes(spec, overrides, tmp_path):
     """Every sample option some other family has and this one lacks is refused through the real entry point."""
     from dataclasses import fields
 
@@ -269,7 +287,7 @@ def test_a_sample_option_of_another_family_is_one_line_naming_what_this_one_take
     if not foreign:
         pytest.skip(f"every other family's sample options apply to {spec.name}")
     run = tmp_path / "run"
-    train(tiny_recipe(spec, "train.max_steps=1"), run, device="cpu", console=QUIET)
+    train(tiny_recipe(spec, overrides, "train.max_steps=1"), run, device="cpu", console=QUIET)
     flag = option_flag(sorted(foreign.items())[0][1])
     result = run_cli("sample", str(run), "--out", str(tmp_path / "s"), flag, "1")  # refused before it is parsed
     assert result.returncode == 2, result.stderr

@@ -47,6 +47,18 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def find_checkpoint(run_or_checkpoint: Path) -> Path:
+    """A checkpoint file, or the latest checkpoint of a run directory (its checkpoints/ folder)."""
+    if run_or_checkpoint.is_file():
+        return run_or_checkpoint
+    if run_or_checkpoint.is_dir():
+        latest = latest_checkpoint(run_or_checkpoint / "checkpoints")
+        if latest is None:
+            raise UserError(f"{run_or_checkpoint} holds no checkpoints; train it first (vidgen train ...)")
+        return latest
+    raise UserError(f"{run_or_checkpoint} is neither a run directory nor a checkpoint file")
+
+
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Atomically write `state` (plus format markers) to `path` (vidgen.core.atomic)."""
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "vidgen_version": __version__, **state}
@@ -145,6 +157,17 @@ def load_checkpoint(path: Path, expected_model: str | None = None) -> dict[str, 
     if expected_model is not None and model != expected_model:
         raise UserError(f"checkpoint {path} holds a '{model}' model, not '{expected_model}'")
     return state
+
+
+def load_weights(module: torch.nn.Module, weights: dict[str, Any], source: str | Path) -> None:
+    """module.load_state_dict(weights), strictly; weights that do not fit the network the checkpoint's own config
+    builds (another vidgen version's layout, an edited file) are a one-line UserError."""
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())
+        raise UserError(f"the weights in {source} do not fit the network its config describes ({detail[:200]}); "
+                        "it was written by another version of vidgen or altered") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -149,6 +149,16 @@ def sum_over_ranks(info: DistInfo, values: Sequence[float], device: torch.device
     return total.tolist()
 
 
+def sum_tensor_over_ranks(info: DistInfo, value: torch.Tensor) -> torch.Tensor:
+    """A tensor summed over the ranks (a new tensor; the input itself in one process); one collective."""
+    if not info.active:
+        return value
+    total = value.clone()
+    with _peers(info):
+        torch_dist.all_reduce(total)
+    return total
+
+
 def mean_of_logs(info: DistInfo, logs: Mapping[str, float], device: torch.device) -> dict[str, float]:
     """Each logged value averaged over the ranks (every rank logs the same keys); one collective."""
     if not info.active or not logs:

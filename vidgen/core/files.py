@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -40,3 +41,12 @@ def file_fingerprint(path: Path, num_frames: int) -> str:
     file is replaced or touched."""
     stat = path.stat() if path.exists() else None
     return f"{num_frames}:{stat.st_size if stat else 0}:{stat.st_mtime_ns if stat else 0}"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

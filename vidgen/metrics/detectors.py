@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Iterator, Literal
 
+from vidgen.core.files import sha256_file
 from vidgen.errors import UserError
 
 if TYPE_CHECKING:
@@ -81,14 +82,6 @@ def vidgen_home() -> Path:
 
 def default_detector_dir() -> Path:
     return vidgen_home() / "detectors"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def locate(name: str, detector_dir: Path | None = None, file: Path | None = None) -> Path:

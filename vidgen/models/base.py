@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from vidgen.core import layout
 from vidgen.core.clips import ClipSampler, ContiguousClips
 from vidgen.core.config import Recipe, SampleConfig
 
@@ -42,6 +44,22 @@ times in source frames, relative to the clip's first frame); optional "label" lo
 
 
 @dataclass(frozen=True)
+class FrozenStage:
+    """A trained run of another family that a backend builds on (VideoGPT's prior on its VQ-VAE; a latent
+    diffusion model on its autoencoder), loaded by vidgen/upstream.py. The backend puts the networks it uses into
+    its own `networks` wrapped in core.frozen.Frozen, so every checkpoint embeds them and sampling needs only that
+    checkpoint."""
+
+    recipe: Recipe
+    """The stage-1 run's config."""
+    networks: Mapping[str, nn.Module]
+    """Its sampling networks (EMA copies where it has them), on the CPU, in eval mode, without gradients."""
+    record: dict[str, Any]
+    """Provenance, stored in every checkpoint of the backend: source (as the recipe named it), checkpoint, step,
+    sha256 (of the checkpoint file) and config."""
+
+
+@dataclass(frozen=True)
 class TrainingJob:
     """What only the running job knows, told to the backend once by the shared loop (Backend.bind_loop)."""
 
@@ -49,6 +67,10 @@ class TrainingJob:
     """Videos per optimizer step over every micro-batch and rank."""
     sum_over_ranks: Callable[[list[float]], list[float]]
     """Sums a list of numbers over the ranks (identity in one process); every rank must call it alike."""
+    sum_tensor_over_ranks: Callable[[torch.Tensor], torch.Tensor]
+    """Sums a tensor over the ranks (identity in one process); every rank must call it alike."""
+    is_main: bool
+    """True on exactly one rank (rank 0): where a value drawn on one rank only (e.g. codebook restarts) comes from."""
 
 
 class Backend(ABC):
@@ -60,8 +82,13 @@ class Backend(ABC):
     ema_networks: tuple[str, ...]
     """Names of the networks that get an EMA copy; sampling uses those copies."""
 
-    def __init__(self, recipe: Recipe) -> None:
+    upstream: FrozenStage | None = None
+    """The stage-1 run a two-stage family builds on (its BackendSpec.upstream), else None."""
+
+    def __init__(self, recipe: Recipe, upstream: FrozenStage | None = None) -> None:
         self.recipe = recipe
+        self.upstream = upstream
+        self._datasets: dict[tuple[str | None, int], VideoDataset] = {}
 
     @abstractmethod
     def phases(self) -> Sequence[Phase]:
@@ -97,6 +124,32 @@ class Backend(ABC):
         data.frame_stride; a backend trained on sparse frames (StyleGAN-V) returns its own sampler."""
         data = self.recipe.data
         return ContiguousClips(data.frames, data.frame_stride)
+
+    def references(self, seeds: Sequence[int], frames: int, device: torch.device,
+                   options: SampleConfig | None = None) -> torch.Tensor | None:
+        """The real videos that the samples of these seeds should match, as sample() returns them (a VQ-VAE's
+        inputs, a predictor's ground truth), or None for a generator without one (the default). `vidgen sample`
+        writes them beside the samples and reports PSNR and SSIM against them."""
+        del seeds, frames, device, options
+        return None
+
+    def dataset_clips(self, source: str | None, seeds: Sequence[int], frames: int,
+                      device: torch.device) -> torch.Tensor:
+        """Clip `seed` of a dataset for each seed, in the model layout [N, C, frames, H, W]: video seed mod len,
+        `frames` consecutive frames at data.frame_stride from a start drawn from the seed, at data.resolution.
+        `source`: a data.source value (a folder, zip or 'synthetic'), or None for the run's own training data.
+        For families that sample from real clips (a VQ-VAE reconstructs them, a frame-conditioned prior
+        continues them)."""
+        from vidgen.core.data.dataset import build_dataset
+
+        if (source, frames) not in self._datasets:
+            data = dataclasses.replace(self.recipe.data, frames=frames, image_frames=0)
+            if source is not None:
+                data = dataclasses.replace(data, source=source, labels=False)
+            self._datasets[source, frames] = build_dataset(data, seed=self.recipe.run.seed)
+        dataset = self._datasets[source, frames]
+        clips = [dataset[(seed % len(dataset), seed)]["video"] for seed in seeds]  # each (F, R, R, 3) uint8
+        return layout.to_model(torch.stack(clips).to(device))
 
     def bind_loop(self, job: TrainingJob) -> None:
         """Called once by the shared loop, before the first step, with what only the running job knows. Until

@@ -15,10 +15,20 @@ from vidgen.errors import ConfigError
 from vidgen.core.config import SampleConfig
 from vidgen.models.stylegan_v.config import StyleGANVConfig, StyleGANVSampleConfig
 from vidgen.models.vdm.config import VDMConfig, VDMSampleConfig
+from vidgen.models.videogpt.config import VideoGPTConfig, VideoGPTSampleConfig, VQVAEConfig, VQVAESampleConfig
 
 if TYPE_CHECKING:
     from vidgen.core.config import Recipe
-    from vidgen.models.base import Backend
+    from vidgen.models.base import Backend, FrozenStage
+
+
+@dataclass(frozen=True)
+class UpstreamSpec:
+    """A two-stage family's first stage: the model section's field that names the stage-1 run, and the family
+    that run must be (vidgen/upstream.py loads it)."""
+
+    field: str
+    family: str
 
 
 @dataclass(frozen=True)
@@ -28,13 +38,16 @@ class BackendSpec:
     description: str
     config_class: type
     """The model section's dataclass."""
-    build: Callable[[Recipe], Backend]
+    build: Callable[..., Backend]
+    """build(recipe), or build(recipe, upstream) for a family with an `upstream`."""
     sample_class: type[SampleConfig]
     """The sample section's dataclass: SampleConfig, or the backend's subclass with its own options."""
     tiny_recipe: str
     """The built-in recipe the contract suite starts from ..."""
     test_overrides: tuple[str, ...]
     """... with these `--set` overrides, which make it run in seconds on a CPU through the same code paths."""
+    upstream: UpstreamSpec | None = None
+    """The stage-1 run this family is trained on, frozen (None: a one-stage family)."""
 
 
 def _build_vdm(recipe: Recipe) -> Backend:
@@ -47,6 +60,18 @@ def _build_stylegan_v(recipe: Recipe) -> Backend:
     from vidgen.models.stylegan_v.backend import StyleGANVBackend
 
     return StyleGANVBackend(recipe)
+
+
+def _build_vqvae(recipe: Recipe) -> Backend:
+    from vidgen.models.videogpt.vqvae_backend import VQVAEBackend
+
+    return VQVAEBackend(recipe)
+
+
+def _build_videogpt(recipe: Recipe, upstream: FrozenStage) -> Backend:
+    from vidgen.models.videogpt.prior_backend import VideoGPTBackend
+
+    return VideoGPTBackend(recipe, upstream)
 
 
 BACKENDS: dict[str, BackendSpec] = {
@@ -65,6 +90,19 @@ BACKENDS: dict[str, BackendSpec] = {
                         "model.channel_base=128", "model.channel_max=8", "data.resolution=16",
                         "data.synthetic_videos=64", "data.workers=0", "train.batch_size=4", "train.log_every=1",
                         "sample.num=2", "sample.frames=5")),
+        BackendSpec("videogpt-vqvae", "VideoGPT stage 1 (Yan et al. 2021): 3D VQ-VAE with an EMA codebook",
+                    VQVAEConfig, _build_vqvae, VQVAESampleConfig, "videogpt-tiny-vqvae", (
+                        "model.n_hiddens=16", "model.n_res_layers=1", "model.n_codes=32", "model.embedding_dim=8",
+                        "model.downsample=[2,4,4]", "data.resolution=16", "data.frames=4",
+                        "data.synthetic_videos=64", "data.workers=0", "train.batch_size=2", "train.lr=3e-3",
+                        "train.warmup_steps=0", "train.log_every=1", "sample.num=2")),
+        BackendSpec("videogpt", "VideoGPT stage 2 (Yan et al. 2021): GPT prior over the VQ-VAE's codes",
+                    VideoGPTConfig, _build_videogpt, VideoGPTSampleConfig, "videogpt-tiny", (
+                        "model.width=16", "model.heads=2", "model.layers=1", "model.dropout=0",
+                        "model.attn_dropout=0", "data.resolution=16", "data.frames=4", "data.synthetic_videos=64",
+                        "data.workers=0", "train.batch_size=2", "train.lr=3e-3", "train.warmup_steps=0",
+                        "train.log_every=1", "sample.num=2"),
+                    upstream=UpstreamSpec("vqvae", "videogpt-vqvae")),
     )
 }
 
@@ -75,5 +113,12 @@ def get_backend_spec(name: str) -> BackendSpec:
     return BACKENDS[name]
 
 
-def build_backend(recipe: Recipe) -> Backend:
-    return get_backend_spec(recipe.model.name).build(recipe)
+def build_backend(recipe: Recipe, upstream: FrozenStage | None = None) -> Backend:
+    """The recipe's backend; a two-stage family needs its loaded first stage (vidgen/upstream.py)."""
+    spec = get_backend_spec(recipe.model.name)
+    if spec.upstream is None:
+        return spec.build(recipe)
+    if upstream is None:
+        raise ValueError(f"a '{spec.name}' backend is built on a '{spec.upstream.family}' run: pass its "
+                         "FrozenStage (vidgen.upstream.load_upstream)")
+    return spec.build(recipe, upstream)

@@ -22,15 +22,16 @@ AXES = {"t": 1, "h": 2, "w": 3}
 
 class AxisAttention(nn.Module):
     """Multi-head self-attention along one axis of (B, T, H, W, C) tokens. q, k, v projections without bias and an
-    output projection with bias, initialised N(0, 1/C) as the official MultiHeadAttention (n_layer = 1)."""
+    output projection with bias (unless `out_bias` is False), initialised N(0, 1/C) as the official
+    MultiHeadAttention (n_layer = 1)."""
 
-    def __init__(self, channels: int, heads: int, axis: str) -> None:
+    def __init__(self, channels: int, heads: int, axis: str, out_bias: bool = True) -> None:
         super().__init__()
         if channels % heads:
             raise ValueError(f"axial attention: {channels} channels are not divisible by {heads} heads")
         self.heads, self.axis = heads, AXES[axis]
         self.qkv = nn.Linear(channels, 3 * channels, bias=False)
-        self.out = nn.Linear(channels, channels)
+        self.out = nn.Linear(channels, channels, bias=out_bias)
         nn.init.normal_(self.qkv.weight, std=1.0 / math.sqrt(channels))
         nn.init.normal_(self.out.weight, std=1.0 / math.sqrt(channels))
 
@@ -50,11 +51,11 @@ class AxialAttention(nn.Module):
     """Sum of the self-attentions along T, H and W (official AxialBlock): (B, C, T, H, W) -> (B, C, T, H, W).
     No residual here: the attention residual block around it adds x."""
 
-    def __init__(self, channels: int, heads: int = 2) -> None:
+    def __init__(self, channels: int, heads: int = 2, out_bias: bool = True) -> None:
         super().__init__()
-        self.attn_t = AxisAttention(channels, heads, "t")
-        self.attn_h = AxisAttention(channels, heads, "h")
-        self.attn_w = AxisAttention(channels, heads, "w")
+        self.attn_t = AxisAttention(channels, heads, "t", out_bias)
+        self.attn_h = AxisAttention(channels, heads, "h", out_bias)
+        self.attn_w = AxisAttention(channels, heads, "w", out_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = x.permute(0, 2, 3, 4, 1)  # (B, T, H, W, C)

@@ -22,7 +22,12 @@ Where this differs from the official code, and why:
   the default stays "batch" (the paper);
 - the encoder's last 3x3x3 conv takes n_hiddens channels (the official takes the loop's last `in_channels`, which
   is 3 when only one downsampling layer exists, and crashes there);
-- symmetric padding is done by the convolution itself instead of a separate F.pad (same numbers, one copy less).
+- symmetric padding is done by the convolution itself instead of a separate F.pad (same numbers, one copy less);
+- with BatchNorm, the biases that only add a per-channel constant before a BatchNorm (the encoder's last conv,
+  the post-codebook conv, the attention output projections, which add into a residual stream read only through
+  BatchNorm) are left out: BatchNorm subtracts them again, so the function is the same, but their gradient is zero
+  in exact arithmetic and Adam, which divides by its magnitude, turns the float noise in it into steps of size lr
+  (noise that differs between a run on two GPUs and one process).
 """
 
 from __future__ import annotations
@@ -106,6 +111,12 @@ def stride_schedule(factors: tuple[int, int, int]) -> list[tuple[int, int, int]]
     return [tuple(2 if n > i else 1 for n in halvings) for i in range(max(halvings))]
 
 
+def removes_constants(norm: Literal["batch", "group"]) -> bool:
+    """Whether the norm subtracts any per-channel constant (BatchNorm does; GroupNorm over several channels
+    does not), so a bias just before it is dead (see the module docstring)."""
+    return norm == "batch"
+
+
 class AttentionResidualBlock(nn.Module):
     """x + [norm, ReLU, conv3 to C/2, norm, ReLU, conv1 to C, norm, ReLU, axial attention](x) (paper fig. 3)."""
 
@@ -117,7 +128,7 @@ class AttentionResidualBlock(nn.Module):
             norm_layer(norm, channels // 2), nn.ReLU(),
             SamePadConv3d(channels // 2, channels, 1, bias=False),
             norm_layer(norm, channels), nn.ReLU(),
-            AxialAttention(channels, heads),
+            AxialAttention(channels, heads, out_bias=not removes_constants(norm)),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -139,7 +150,8 @@ class Encoder(nn.Module):
         strides = stride_schedule(downsample)
         self.convs = nn.ModuleList(SamePadConv3d(in_channels if i == 0 else n_hiddens, n_hiddens, 4, stride)
                                    for i, stride in enumerate(strides))
-        self.conv_last = SamePadConv3d(n_hiddens if strides else in_channels, n_hiddens, 3)
+        self.conv_last = SamePadConv3d(n_hiddens if strides else in_channels, n_hiddens, 3,
+                                       bias=not removes_constants(norm))
         self.res_stack = residual_stack(n_hiddens, n_res_layers, heads, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -180,14 +192,14 @@ class VQVAE(nn.Module):
     def __init__(self, channels: int = 3, n_codes: int = 2048, embedding_dim: int = 256, n_hiddens: int = 240,
                  n_res_layers: int = 4, downsample: tuple[int, int, int] = (4, 4, 4), heads: int = 2,
                  norm: Literal["batch", "group"] = "batch", commitment_beta: float = 0.25, ema_decay: float = 0.99,
-                 data_variance: float = DATA_VARIANCE) -> None:
+                 restart_threshold: float = 1.0, data_variance: float = DATA_VARIANCE) -> None:
         super().__init__()
         self.downsample = tuple(downsample)
         self.commitment_beta, self.data_variance = commitment_beta, data_variance
         self.encoder = Encoder(channels, n_hiddens, n_res_layers, self.downsample, heads, norm)
         self.pre_vq_conv = SamePadConv3d(n_hiddens, embedding_dim, 1)
-        self.codebook = Codebook(n_codes, embedding_dim, decay=ema_decay)
-        self.post_vq_conv = SamePadConv3d(embedding_dim, n_hiddens, 1)
+        self.codebook = Codebook(n_codes, embedding_dim, decay=ema_decay, restart_threshold=restart_threshold)
+        self.post_vq_conv = SamePadConv3d(embedding_dim, n_hiddens, 1, bias=not removes_constants(norm))
         self.decoder = Decoder(channels, n_hiddens, n_res_layers, self.downsample, heads, norm)
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
