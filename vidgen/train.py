@@ -28,6 +28,7 @@ from vidgen.core.config import Recipe
 from vidgen.core.data.dataset import build_dataset
 from vidgen.core.data.loader import make_train_loader
 from vidgen.core.data.sources import summarize_skipped
+from vidgen.core.data.tokens import TokenDataset
 from vidgen.core.device import check_precision, configure_backends, memory_allocated_mb, resolve_device
 from vidgen.core.distributed import DistInfo
 from vidgen.core.ema import ema_decay, update_ema
@@ -150,6 +151,9 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
 
     # --- Data: rank r takes samples k = r (mod world_size) of the global stream ---
     dataset = build_dataset(recipe.data, seed=recipe.run.seed, clips=backend.training_clips())
+    if isinstance(dataset, TokenDataset) and not backend.trains_on_tokens:
+        raise UserError(f"data.source '{recipe.data.source}' holds encoded tokens, which only a prior over them "
+                        f"trains on; a '{recipe.model.name}' model trains on videos: point data.source at them")
     backend.check_dataset(dataset)
     if dataset.skipped:
         console.print(f"[yellow]{escape(summarize_skipped(dataset.skipped))}[/yellow]", soft_wrap=True)

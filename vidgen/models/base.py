@@ -84,6 +84,12 @@ class Backend(ABC):
 
     upstream: FrozenStage | None = None
     """The stage-1 run a two-stage family builds on (its BackendSpec.upstream), else None."""
+    makes_tokens: bool = False
+    """Whether it encodes videos to integer code grids (encode_tokens): a tokenizer such as a VQ-VAE, whose runs
+    `vidgen data prepare --format tokens --vqvae RUN` takes."""
+    trains_on_tokens: bool = False
+    """Whether its loss also takes a token dataset's batches ("codes" instead of "video"): a prior over the codes
+    of its first stage. Training any other backend on a token dataset is a one-line error."""
 
     def __init__(self, recipe: Recipe, upstream: FrozenStage | None = None) -> None:
         self.recipe = recipe
@@ -150,6 +156,11 @@ class Backend(ABC):
         dataset = self._datasets[source, frames]
         clips = [dataset[(seed % len(dataset), seed)]["video"] for seed in seeds]  # each (F, R, R, 3) uint8
         return layout.to_model(torch.stack(clips).to(device))
+
+    def encode_tokens(self, videos: torch.Tensor) -> torch.Tensor:
+        """Videos [N, C, T, H, W] in [-1, 1] -> integer code grids [N, T', H', W'] (long), for a backend that
+        `makes_tokens`: what `vidgen data prepare --format tokens` stores. Batch-independent."""
+        raise NotImplementedError(f"a '{self.recipe.model.name}' backend does not make tokens")
 
     def bind_loop(self, job: TrainingJob) -> None:
         """Called once by the shared loop, before the first step, with what only the running job knows. Until

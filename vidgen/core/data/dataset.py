@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from vidgen.core.clips import ClipSampler, ContiguousClips
 from vidgen.core.config import DataConfig
 from vidgen.core.data.labels import read_labels, synthetic_label
+from vidgen.core.data.tokens import TokenDataset, is_token_dir
 from vidgen.core.data.sources import IMAGE_EXTENSIONS, SyntheticVideo, Video, find_videos, summarize_skipped
 from vidgen.core.io import VideoReadError, read_image
 from vidgen.core.shards import check_resolution
@@ -137,10 +138,13 @@ def resize_center_crop(frames: np.ndarray, resolution: int) -> torch.Tensor:
     return pixels.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()  # (F, R, R, 3)
 
 
-def build_dataset(cfg: DataConfig, seed: int, clips: ClipSampler | None = None) -> VideoDataset:
+def build_dataset(cfg: DataConfig, seed: int, clips: ClipSampler | None = None) -> VideoDataset | TokenDataset:
     """Index `cfg.source` once. Unreadable videos and videos shorter than one clip are left out and listed in
     `dataset.skipped`; no usable video at all is a UserError. `clips` defaults to contiguous clips of
-    data.frames at data.frame_stride (a backend may ask for another kind: Backend.training_clips)."""
+    data.frames at data.frame_stride (a backend may ask for another kind: Backend.training_clips). A token
+    dataset (`vidgen data prepare --format tokens`) gives its encoded clips instead."""
+    if cfg.source != "synthetic" and is_token_dir(cfg.source):
+        return TokenDataset.open(cfg)
     clips = clips or ContiguousClips(cfg.frames, cfg.frame_stride)
     if cfg.source == "synthetic":
         if cfg.synthetic_frames < clips.span:

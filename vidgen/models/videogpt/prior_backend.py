@@ -16,6 +16,7 @@ from torch import nn
 
 from vidgen.core.config import Recipe
 from vidgen.core.data.dataset import VideoDataset
+from vidgen.core.data.tokens import TokenDataset
 from vidgen.core.frozen import Frozen
 from vidgen.core.layout import read_video_file
 from vidgen.errors import UserError
@@ -46,6 +47,7 @@ class VideoGPTBackend(Backend):
     log-likelihood in nats per code), stepping one AdamW optimizer over the prior."""
 
     ema_networks = ("prior",)
+    trains_on_tokens = True
 
     def __init__(self, recipe: Recipe, upstream: FrozenStage) -> None:
         super().__init__(recipe, upstream)
@@ -79,7 +81,17 @@ class VideoGPTBackend(Backend):
         return {"main": torch.optim.AdamW(self.networks["prior"].parameters(), lr=train.lr, betas=train.betas,
                                           weight_decay=train.weight_decay)}
 
-    def check_dataset(self, dataset: VideoDataset) -> None:
+    def check_dataset(self, dataset: VideoDataset | TokenDataset) -> None:
+        if isinstance(dataset, TokenDataset):
+            source = self.recipe.data.source
+            if dataset.encoder_sha256 != self.upstream.record["sha256"]:
+                raise UserError(f"'{source}' was encoded by another VQ-VAE ({dataset.meta['encoder']['checkpoint']}, "
+                                f"sha256 {dataset.encoder_sha256[:12]}) than model.vqvae ("
+                                f"{self.upstream.record['checkpoint']}, sha256 {self.upstream.record['sha256'][:12]}); "
+                                f"prepare it again with --vqvae {self.config.vqvae}")
+            if self.config.context_frames:
+                raise UserError(f"a frame-conditioned prior (model.context_frames {self.config.context_frames}) "
+                                f"needs the clips' frames; train it on the videos rather than the tokens in '{source}'")
         if dataset.num_classes > self.config.num_classes:
             raise UserError(f"the dataset has labels 0..{dataset.num_classes - 1} but model.num_classes is "
                             f"{self.config.num_classes}; set model.num_classes: {dataset.num_classes}")

@@ -42,6 +42,7 @@ class VQVAEBackend(Backend):
     encoder would no longer match the codebook)."""
 
     ema_networks = ()
+    makes_tokens = True
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)
@@ -82,6 +83,10 @@ class VQVAEBackend(Backend):
             return
         sum_over_ranks = self._job.sum_tensor_over_ranks if self._job else identity
         self.networks["vqvae"].codebook.update(stats, sum_over_ranks, self._job.is_main if self._job else True)
+
+    def encode_tokens(self, videos: torch.Tensor) -> torch.Tensor:
+        with eval_mode(self.networks["vqvae"]) as vqvae, torch.no_grad():
+            return vqvae.encode(videos)  # (N, T', H', W') long
 
     # ------------------------------------------------------------------------------------------------------
     # Reconstruction
