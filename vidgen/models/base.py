@@ -9,11 +9,11 @@ vidgen/models/README.md walks through adding a family.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,9 +21,8 @@ from torch import nn
 from vidgen.core import layout
 from vidgen.core.clips import ClipSampler, ContiguousClips
 from vidgen.core.config import Recipe, SampleConfig
-
-if TYPE_CHECKING:
-    from vidgen.core.data.dataset import VideoDataset
+from vidgen.core.data.dataset import VideoDataset, build_dataset
+from vidgen.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -146,13 +145,14 @@ class Backend(ABC):
         `source`: a data.source value (a folder, zip or 'synthetic'), or None for the run's own training data.
         For families that sample from real clips (a VQ-VAE reconstructs them, a frame-conditioned prior
         continues them)."""
-        from vidgen.core.data.dataset import build_dataset
-
         if (source, frames) not in self._datasets:
             data = dataclasses.replace(self.recipe.data, frames=frames, image_frames=0)
             if source is not None:
                 data = dataclasses.replace(data, source=source, labels=False)
-            self._datasets[source, frames] = build_dataset(data, seed=self.recipe.run.seed)
+            dataset = build_dataset(data, seed=self.recipe.run.seed)
+            if not isinstance(dataset, VideoDataset):
+                raise UserError(f"'{data.source}' holds encoded tokens, not videos; give the videos themselves")
+            self._datasets[source, frames] = dataset
         dataset = self._datasets[source, frames]
         clips = [dataset[(seed % len(dataset), seed)]["video"] for seed in seeds]  # each (F, R, R, 3) uint8
         return layout.to_model(torch.stack(clips).to(device))

@@ -103,8 +103,9 @@ class VideoGPTBackend(Backend):
         video = batch.get("video")
         if "codes" in batch:
             codes = batch["codes"]  # (B, T', H', W') long, from a token dataset
-        else:
-            codes = nets["vqvae"].network.encode(video)  # (B, T', H', W'), no gradient: the VQ-VAE is frozen
+        else:  # the VQ-VAE's exact codes, in float32 whatever the training precision (as a token dataset has them)
+            with torch.autocast(video.device.type, enabled=False):
+                codes = nets["vqvae"].network.encode(video.float())  # (B, T', H', W'), no gradient: frozen
         context = video[:, :, :self.config.context_frames] if self.config.context_frames else None
         with dropout_from(generator):
             loss = nets["prior"].loss(codes, batch.get("label"), context)
