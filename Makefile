@@ -48,6 +48,10 @@ bench: setup
 	$(PY) benchmarks/bench_data.py   # raw mp4 vs prepared data (vidgen data prepare), against the tiny recipes' step time
 	$(PY) benchmarks/bench_synthetic.py   # rendering the built-in synthetic scenes
 	$(PY) benchmarks/bench_cli.py   # start-up of vidgen --help (no torch import) against import torch
+	# VideoGPT: (a) key/value cache, (b) train steps against the official code when VIDEOGPT_OFFICIAL names a
+	# checkout of it, (c) the tiny VQ-VAE's reconstructions (trained first, ~1 min)
+	$(VIDGEN) train videogpt-tiny-vqvae
+	$(PY) benchmarks/bench_videogpt.py --quick $(if $(VIDEOGPT_OFFICIAL),--official $(VIDEOGPT_OFFICIAL))
 
 clean:
 	rm -rf $(VENV) $(DEMO) runs .pytest_cache

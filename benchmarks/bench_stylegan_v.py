@@ -29,6 +29,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from benchmarks.tables import table  # noqa: E402
+
 from vidgen.core.config import DataConfig, Recipe, RunConfig, TrainConfig  # noqa: E402
 from vidgen.core.device import configure_backends  # noqa: E402
 from vidgen.models.stylegan_v.backend import StyleGANVBackend  # noqa: E402
@@ -191,15 +193,6 @@ def spawn(args: argparse.Namespace, case: str) -> dict:
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    print(f"\n{title}")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in rows:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
 
 
 def main() -> None:

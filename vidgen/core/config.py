@@ -124,8 +124,8 @@ class TrainConfig:
     precision: Precision = "fp32"
     """fp32, bf16 (autocast) or fp16 (autocast + gradient scaling)."""
     grad_checkpointing: bool = False
-    """Diffusion: recompute each U-Net block's activations in the backward pass instead of storing them
-    (much less activation memory for about a third more compute per step)."""
+    """Recompute each block's activations (the diffusion U-Net's, VideoGPT's prior's) in the backward pass
+    instead of storing them: much less activation memory for about a third more compute per step."""
     compile: bool = False
     """Run the networks the losses call through torch.compile (the first steps are slow while it compiles;
     checkpoints and EMA keep the plain modules)."""

@@ -92,8 +92,9 @@ class VQVAEConfig:
         problem = divisibility_problem(recipe.data.frames, recipe.data.resolution, self.downsample)
         if problem:
             raise ConfigError(problem)
-        if recipe.data.image_frames or recipe.data.labels:
-            raise ConfigError("data.image_frames and data.labels do not apply to a VQ-VAE; set them to 0 / false")
+        if recipe.data.image_frames or recipe.data.labels or recipe.train.grad_checkpointing:
+            raise ConfigError("data.image_frames, data.labels and train.grad_checkpointing do not apply to a VQ-VAE; "
+                              "set them to 0 / false")
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from vidgen.models.videogpt.positions import AxialPositionEmbedding
@@ -286,6 +287,10 @@ class VideoGPTPrior(nn.Module):
         self.norm = nn.LayerNorm(w)
         self.head = nn.Linear(w, config.n_codes, bias=False)
         self._init_weights()
+        self.grad_checkpointing = False
+        """Recompute each block's activations in the backward pass instead of storing them (as the official prior
+        does in training: less activation memory for about one more forward pass); set from
+        train.grad_checkpointing."""
 
     def _init_weights(self) -> None:
         """GPT-2's initialisation: N(0, 0.02) for linear layers and embeddings, the residual output projections
@@ -348,7 +353,10 @@ class VideoGPTPrior(nn.Module):
         h = self._embed(inputs, 0, tuple(grid), label)  # (B, L, width)
         ctx = self.context_encoder(context) if self.context_encoder is not None else None  # (B, M, width)
         for block in self.blocks:
-            h = block(h, ctx)
+            if self.grad_checkpointing and torch.is_grad_enabled():  # dropout masks are redrawn alike (RNG kept)
+                h = torch.utils.checkpoint.checkpoint(block, h, ctx, use_reentrant=False)
+            else:
+                h = block(h, ctx)
         logits = self.head(self.norm(h))  # (B, L, n_codes)
         return logits.view(B, *grid, -1)
 

@@ -71,6 +71,7 @@ class VideoGPTBackend(Backend):
         with torch.random.fork_rng(devices=[]):  # initialise from the run seed, leaving the global RNG alone
             torch.manual_seed(recipe.run.seed)
             prior = VideoGPTPrior(prior_config)
+        prior.grad_checkpointing = recipe.train.grad_checkpointing
         self.networks = nn.ModuleDict({"prior": prior, "vqvae": Frozen(vqvae)})
 
     def phases(self) -> Sequence[Phase]:
