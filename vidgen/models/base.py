@@ -66,9 +66,9 @@ class TrainingJob:
     """Videos per optimizer step over every micro-batch and rank."""
     sum_over_ranks: Callable[[list[float]], list[float]]
     """Sums a list of numbers over the ranks (identity in one process); every rank must call it alike."""
-    sum_tensor_over_ranks: Callable[[torch.Tensor], torch.Tensor]
-    """Sums a tensor over the ranks (identity in one process); every rank must call it alike."""
-    is_main: bool
+    sum_tensor_over_ranks: Callable[[torch.Tensor], torch.Tensor] = lambda tensor: tensor
+    """Sums a tensor over the ranks (the identity in one process); every rank must call it alike."""
+    is_main: bool = True
     """True on exactly one rank (rank 0): where a value drawn on one rank only (e.g. codebook restarts) comes from."""
 
 
