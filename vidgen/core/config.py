@@ -260,6 +260,17 @@ _COMMON_SAMPLE_OPTIONS = frozenset(f.name for f in dataclasses.fields(SampleConf
 # Strict dataclass building with coercion
 
 
+def check_class_labels(num_classes: int, labels: bool) -> None:
+    """A class-conditional model (model.num_classes > 0) needs labelled clips (data.labels), and labelled clips a
+    class-conditional model: a ConfigError for either one alone."""
+    if num_classes and not labels:
+        raise ConfigError(f"model.num_classes is {num_classes} but data.labels is false; set data.labels: true so "
+                          "that clips come with their class")
+    if labels and not num_classes:
+        raise ConfigError("data.labels is true but model.num_classes is 0; set model.num_classes to the number of "
+                          "classes, or data.labels: false")
+
+
 def build_dataclass(cls: type, raw: Any, prefix: str) -> Any:
     """Build dataclass `cls` from a mapping, rejecting unknown keys and coercing values to field types."""
     if isinstance(raw, cls):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from vidgen.core.config import Recipe, SampleConfig
+from vidgen.core.config import Recipe, SampleConfig, check_class_labels
 from vidgen.errors import ConfigError
 
 SamplerName = Literal["ancestral", "pc", "ddim", "heun"]
@@ -121,12 +121,7 @@ class VDMConfig:
             raise ConfigError(
                 f"data.resolution {res} is not divisible by {self.downsample_factor}, the U-Net's downsampling "
                 f"(2^(len(model.channel_mults) - 1)); use a multiple of {self.downsample_factor}")
-        if self.num_classes and not recipe.data.labels:
-            raise ConfigError(f"model.num_classes is {self.num_classes} but data.labels is false; set "
-                              f"data.labels: true so that clips come with their class")
-        if recipe.data.labels and not self.num_classes:
-            raise ConfigError("data.labels is true but model.num_classes is 0; set model.num_classes to the "
-                              "number of classes, or data.labels: false")
+        check_class_labels(self.num_classes, recipe.data.labels)
 
 
 @dataclass(frozen=True)

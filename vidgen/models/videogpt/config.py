@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from vidgen.core.config import Recipe, SampleConfig
+from vidgen.core.config import Recipe, SampleConfig, check_class_labels
 from vidgen.errors import ConfigError, UserError
 
 Norm = Literal["batch", "group"]
@@ -152,12 +152,7 @@ class VideoGPTConfig:
             raise ConfigError("model.num_classes and model.context_frames must be >= 0")
 
     def check_recipe(self, recipe: Recipe) -> None:
-        if self.num_classes and not recipe.data.labels:
-            raise ConfigError(f"model.num_classes is {self.num_classes} but data.labels is false; set data.labels: "
-                              "true so that clips come with their class")
-        if recipe.data.labels and not self.num_classes:
-            raise ConfigError("data.labels is true but model.num_classes is 0; set model.num_classes to the number "
-                              "of classes, or data.labels: false")
+        check_class_labels(self.num_classes, recipe.data.labels)
         if self.context_frames >= recipe.data.frames:
             raise ConfigError(f"model.context_frames ({self.context_frames}) must be fewer than data.frames "
                               f"({recipe.data.frames})")
