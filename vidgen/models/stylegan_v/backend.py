@@ -12,11 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vidgen.core.clips import SparseClips
 from vidgen.core.config import Recipe
+from vidgen.models import gan
 from vidgen.models.base import Backend, Batch, Phase, TrainingJob
 from vidgen.models.stylegan_v.augment import AdaptiveAugment, augment_clips
 from vidgen.models.stylegan_v.config import StyleGANVConfig, StyleGANVSampleConfig
@@ -152,7 +152,7 @@ class StyleGANVBackend(Backend):
         if phase == "G_main":  # non-saturating loss: -log sigmoid(D(G(z)))
             fake, fake_times = self._generate(G, real_times, generator)
             logits = D(self._augment(fake, generator), fake_times)
-            loss = F.softplus(-logits).mean()
+            loss = gan.generator_loss(logits)
             return loss, {"G/loss": loss.item(), "G/fake_logit": logits.mean().item()}
 
         if phase == "G_reg":
@@ -163,7 +163,7 @@ class StyleGANVBackend(Backend):
                 fake, fake_times = self._generate(G, real_times, generator)
             fake_logits = D(self._augment(fake, generator), fake_times)
             real_logits = D(self._augment(real, generator), real_times)
-            loss = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+            loss = gan.discriminator_loss(real_logits, fake_logits)
             if self.ada is not None:
                 self._record_ada(real_logits)
             accuracy = 0.5 * ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean())
@@ -174,8 +174,8 @@ class StyleGANVBackend(Backend):
         if phase == "D_reg":  # lazy R1 (Mescheder et al. 2018) on real clips, through the augmentation
             real = real.detach().requires_grad_(True)
             logits = D(self._augment(real, generator), real_times)
-            (grads,) = torch.autograd.grad(logits.sum(), real, create_graph=True)  # [B, C, k, H, W]
-            penalty = grads.float().square().sum(dim=[1, 3, 4]).mean(dim=1)  # per frame, averaged per video: [B]
+            (per_frame,) = gan.per_frame_gradient_norms(logits, [real])  # [B, k]
+            penalty = per_frame.mean(dim=1)  # per frame, averaged per video: [B]
             loss = penalty.mean() * (self.r1_gamma / 2) * self.cfg.r1_every
             return loss, {"D/r1_penalty": penalty.mean().item()}
 
