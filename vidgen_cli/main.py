@@ -21,7 +21,7 @@ from rich.table import Table
 from vidgen import __version__
 from vidgen.errors import UserError
 
-app = typer.Typer(name="vidgen", help="Train, sample and evaluate video generators (StyleGAN-V, Video Diffusion, VideoGPT).",
+app = typer.Typer(name="vidgen", help="Train, sample and evaluate video generators (StyleGAN-V, Video Diffusion, VideoGPT, TGANv2).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Datasets: write the built-in synthetic set, inspect a dataset.", no_args_is_help=True)
 app.add_typer(data_app, name="data")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable
 from vidgen.errors import ConfigError
 from vidgen.core.config import SampleConfig
 from vidgen.models.stylegan_v.config import StyleGANVConfig, StyleGANVSampleConfig
+from vidgen.models.tganv2.config import TGANv2Config, TGANv2SampleConfig
 from vidgen.models.vdm.config import VDMConfig, VDMSampleConfig
 from vidgen.models.videogpt.config import VideoGPTConfig, VideoGPTSampleConfig, VQVAEConfig, VQVAESampleConfig
 
@@ -62,6 +63,12 @@ def _build_stylegan_v(recipe: Recipe) -> Backend:
     return StyleGANVBackend(recipe)
 
 
+def _build_tganv2(recipe: Recipe) -> Backend:
+    from vidgen.models.tganv2.backend import TGANv2Backend
+
+    return TGANv2Backend(recipe)
+
+
 def _build_vqvae(recipe: Recipe) -> Backend:
     from vidgen.models.videogpt.vqvae_backend import VQVAEBackend
 
@@ -103,6 +110,13 @@ BACKENDS: dict[str, BackendSpec] = {
                         "data.workers=0", "train.batch_size=2", "train.lr=3e-3", "train.warmup_steps=0",
                         "train.log_every=1", "sample.num=2"),
                     upstream=UpstreamSpec("vqvae", "videogpt-vqvae")),
+        BackendSpec("tganv2", "TGANv2 (Saito et al. 2020): multi-level sparse video GAN, train sparsely, generate "
+                    "densely", TGANv2Config, _build_tganv2, TGANv2SampleConfig, "tganv2-tiny", (
+                        "model.z_slow_dim=16", "model.t_size=2", "model.clstm_ch=8", "model.g_channels=[16,8,8]",
+                        "model.frame_factors=[2,2]", "model.batch_factors=[1,1]", "model.d_channels=[8,16]",
+                        "data.resolution=16", "data.frames=4", "data.synthetic_videos=64", "data.workers=0",
+                        "train.batch_size=4", "train.lr=1e-3", "train.log_every=1", "sample.num=2",
+                        "sample.frames=6")),
     )
 }
 

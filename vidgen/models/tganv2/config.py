@@ -16,10 +16,10 @@ resolution (vidgen.models.tganv2.pyramid is the one place that rule is written).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-from vidgen.core.config import Recipe, check_class_labels
+from vidgen.core.config import Recipe, SampleConfig, check_class_labels
 from vidgen.errors import ConfigError
 
 
@@ -62,8 +62,18 @@ class TGANv2Config:
     """Output width of each 3-D ResNet block of every level's discriminator: the first halves H and W, the others
     halve T, H and W (the reference: mid_ch x (1, 2, 4, 8, 16) with mid_ch = 64, conf/dis/resnet_multi.yml)."""
 
+    # --- Objective: the reference's "Dirac" updater ---
+    gp_lambda: float = 0.5
+    """Weight of the zero-centred gradient penalty on real clips, summed over the levels and the videos (the
+    reference's lam: 0.5 in its UCF-101 command; conf/dirac.yml says 10)."""
+    n_dis: int = 1
+    """Discriminator steps per generator step (the reference's UCF-101 run: 1). Each is its own phase on the step's
+    real clips, with fresh fakes."""
+
     def __post_init__(self) -> None:
-        for key in ("z_slow_dim", "t_size", "clstm_ch", "clstm_layers", "render_chunk"):
+        if self.gp_lambda < 0:
+            raise ConfigError(f"model.gp_lambda must be >= 0, got {self.gp_lambda}")
+        for key in ("z_slow_dim", "t_size", "clstm_ch", "clstm_layers", "render_chunk", "n_dis"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"model.{key} must be > 0, got {getattr(self, key)}")
         if self.num_classes < 0:
@@ -121,3 +131,17 @@ class TGANv2Config:
         if recipe.data.image_frames:
             raise ConfigError("data.image_frames is for video diffusion models; set it to 0 for TGANv2")
         check_class_labels(self.num_classes, recipe.data.labels)
+
+
+@dataclass(frozen=True)
+class TGANv2SampleConfig(SampleConfig):
+    """Sampling options of TGANv2: the recipe's sample section and `vidgen sample`'s flags."""
+
+    label: int | None = field(default=None, metadata={"flag": "--class"})
+    """Class-conditional models: the class of every video (null: video i gets class (seed + i) mod classes)."""
+
+    def check_recipe(self, recipe: Recipe) -> None:
+        classes = recipe.model.num_classes
+        if self.label is not None and not 0 <= self.label < classes:
+            raise ConfigError(f"--class {self.label} needs a class-conditional model with that class; this one has "
+                              f"{classes} classes")

@@ -153,15 +153,20 @@ class BatchNorm(nn.Module):
 
 class UpBlock(nn.Module):
     """The reference's GenBlock(upsample=True): BN-ReLU-up2-conv3x3-BN-ReLU-conv3x3, plus up2(conv1x1(x)).
-    Upsampling is nearest-neighbour (Chainer's unpooling_2d with ksize 2)."""
+    Upsampling is nearest-neighbour (Chainer's unpooling_2d with ksize 2). Its convs have no biases: every path from
+    a block's output to the videos passes a BatchNorm (the next block's, a level head's) through maps that keep
+    per-channel constants (1x1 shortcuts, nearest upsampling, frame subsampling), so a bias there only adds a
+    constant that a BatchNorm removes. Its gradient is zero in exact arithmetic, and Adam, which divides by the
+    gradient's size, would turn the float noise in it into steps of size lr (different on two GPUs and one
+    process). The reference's biases start at zero and stay there: the function is the same."""
 
     def __init__(self, in_channels: int, out_channels: int, num_classes: int) -> None:
         super().__init__()
         self.norm1 = BatchNorm(in_channels, num_classes)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
         self.norm2 = BatchNorm(out_channels, num_classes)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.shortcut = nn.Conv2d(in_channels, out_channels, 1)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1, bias=False)
         glorot_uniform_(self.conv1, math.sqrt(2))
         glorot_uniform_(self.conv2, math.sqrt(2))
         glorot_uniform_(self.shortcut)
