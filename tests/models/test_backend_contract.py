@@ -9,6 +9,7 @@ again (vidgen/models/README.md). What is specific to a family (its maths, its op
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -229,6 +230,25 @@ def test_resume_through_the_shared_loop_equals_one_run(spec, overrides, tmp_path
     assert final_once["backend"] == final_twice["backend"]
 
 
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def run_torchrun(command: list[str], run_dir: Path) -> subprocess.CompletedProcess:
+    """Run a torchrun job; once more (from scratch) if a rank aborted at process exit after the job had finished.
+
+    Twice in this session's ~25 two-rank jobs under a loaded 2-core machine, a rank finished both steps and the
+    checkpoint, then aborted in C++ at interpreter exit (TEARDOWN_ABORT, SIGABRT): a thread of torch's left joinable,
+    though the process group is destroyed in a finally block. Its cause is not found yet; any other failure, or a
+    second one, fails the test."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    job = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    finished = (run_dir / "checkpoints" / "ckpt-00000002.pt").is_file()
+    if job.returncode != 0 and TEARDOWN_ABORT in job.stderr and finished:
+        shutil.rmtree(run_dir)
+        job = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    return job
+
+
 def test_two_gloo_ranks_train_what_one_process_trains_with_the_same_global_batch(spec, overrides, tmp_path):
     """2 ranks under torchrun (gloo, CPU) x 2 micro-batches of 2 == one process emulating both ranks
     (train(emulate_ranks=2)): the same global batch per micro-batch and each rank's noise stream."""
@@ -236,8 +256,7 @@ def test_two_gloo_ranks_train_what_one_process_trains_with_the_same_global_batch
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "vidgen_cli", "train", spec.tiny_recipe, "--out", str(tmp_path / "ranks"), "--device", "cpu",
                *set_args(overrides)]
-    job = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    job = run_torchrun(command, tmp_path / "ranks")
     assert job.returncode == 0, job.stderr[-3000:]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each rank (OMP_NUM_THREADS=1): the same float summation order
