@@ -26,6 +26,9 @@ from vidgen.models.tganv2.discriminator import TGANv2Discriminator
 from vidgen.models.tganv2.generator import TGANv2Generator, sample_z
 from vidgen.models.tganv2.pyramid import PyramidSpec, draw_phases, real_pyramid
 
+ADAM_EPS = 8e-8
+"""The reference's Adam epsilon (conf/*.yml: 0.00000008)."""
+
 
 class TGANv2Backend(Backend):
     """networks: {"G": TGANv2Generator, "D": TGANv2Discriminator}; phases: model.n_dis discriminator steps, then
@@ -104,6 +107,3 @@ class TGANv2Backend(Backend):
         finally:
             G.train(was_training)
 
-
-ADAM_EPS = 8e-8
-"""The reference's Adam epsilon (conf/*.yml: 0.00000008)."""
