@@ -15,6 +15,13 @@ LABELS_FILE = "dataset.json"
 """Class labels of a folder or zip: {"labels": [[video name relative to the root, class], ...]}."""
 
 
+def check_label_range(dataset_classes: int, model_classes: int) -> None:
+    """A UserError when a dataset's labels (0 .. dataset_classes - 1) exceed what a model's class embedding holds."""
+    if dataset_classes > model_classes:
+        raise UserError(f"the dataset has labels 0..{dataset_classes - 1} but model.num_classes is {model_classes}; "
+                        f"set model.num_classes: {dataset_classes}")
+
+
 def synthetic_label(video: SyntheticVideo) -> int:
     """The class of a synthetic video: the kind of its first shape (circle, square, triangle, ring)."""
     return SHAPE_KINDS.index(make_scene(video.seed, video.style).shapes[0].kind)

@@ -18,7 +18,7 @@ from torch import nn
 
 from vidgen.core.config import Recipe
 from vidgen.core.data.dataset import VideoDataset
-from vidgen.errors import UserError
+from vidgen.core.data.labels import check_label_range
 from vidgen.models import gan
 from vidgen.models.base import Backend, Batch, Phase
 from vidgen.models.tganv2.config import TGANv2Config, TGANv2SampleConfig
@@ -55,9 +55,7 @@ class TGANv2Backend(Backend):
                                        eps=ADAM_EPS) for name in ("G", "D")}
 
     def check_dataset(self, dataset: VideoDataset) -> None:
-        if dataset.num_classes > self.cfg.num_classes:
-            raise UserError(f"the dataset has labels 0..{dataset.num_classes - 1} but model.num_classes is "
-                            f"{self.cfg.num_classes}; set model.num_classes: {dataset.num_classes}")
+        check_label_range(dataset.num_classes, self.cfg.num_classes)
 
     def _fakes(self, G: nn.Module, batch: int, label: torch.Tensor | None, phases: tuple[int, ...],
                generator: torch.Generator, device: torch.device) -> list[torch.Tensor]:

@@ -14,6 +14,7 @@ from torch import nn
 
 from vidgen.core.config import Recipe
 from vidgen.core.data.dataset import VideoDataset
+from vidgen.core.data.labels import check_label_range
 from vidgen.core.layout import read_video_file
 from vidgen.errors import UserError
 from vidgen.models.base import Backend, Batch, Phase
@@ -69,9 +70,7 @@ class VDMBackend(Backend):
                                           weight_decay=train.weight_decay)}
 
     def check_dataset(self, dataset: VideoDataset) -> None:
-        if dataset.num_classes > self.config.num_classes:
-            raise UserError(f"the dataset has labels 0..{dataset.num_classes - 1} but model.num_classes is "
-                            f"{self.config.num_classes}; set model.num_classes: {dataset.num_classes}")
+        check_label_range(dataset.num_classes, self.config.num_classes)
 
     def loss(self, phase: str, batch: Batch, nets: Mapping[str, nn.Module],
              generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:

@@ -16,6 +16,7 @@ from torch import nn
 
 from vidgen.core.config import Recipe
 from vidgen.core.data.dataset import VideoDataset
+from vidgen.core.data.labels import check_label_range
 from vidgen.core.data.tokens import TokenDataset
 from vidgen.core.frozen import Frozen
 from vidgen.core.layout import read_video_file
@@ -93,9 +94,7 @@ class VideoGPTBackend(Backend):
             if self.config.context_frames:
                 raise UserError(f"a frame-conditioned prior (model.context_frames {self.config.context_frames}) "
                                 f"needs the clips' frames; train it on the videos rather than the tokens in '{source}'")
-        if dataset.num_classes > self.config.num_classes:
-            raise UserError(f"the dataset has labels 0..{dataset.num_classes - 1} but model.num_classes is "
-                            f"{self.config.num_classes}; set model.num_classes: {dataset.num_classes}")
+        check_label_range(dataset.num_classes, self.config.num_classes)
 
     def loss(self, phase: str, batch: Batch, nets: Mapping[str, nn.Module],
              generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
