@@ -124,10 +124,14 @@ def test_a_failing_torch_compile_is_one_line(tmp_path, tiny_vdm, monkeypatch):
         train(recipe, tmp_path / "run", device="cpu", console=QUIET)
 
 
-def test_cosine_lr_decay_follows_its_closed_form_after_warm_up(tmp_path):
-    overrides = [*TINY_VDM, "train.max_steps=6", "train.warmup_steps=2", "train.lr_decay=cosine", "train.lr=1e-3"]
+@pytest.mark.parametrize("decay, after_warm_up", [
+    ("cosine", lambda k: 0.5e-3 * (1 + math.cos(math.pi * k / 4))),
+    ("linear", lambda k: 1e-3 * (1 - k / 4)),
+])
+def test_lr_decay_follows_its_closed_form_after_warm_up(tmp_path, decay, after_warm_up):
+    overrides = [*TINY_VDM, "train.max_steps=6", "train.warmup_steps=2", f"train.lr_decay={decay}", "train.lr=1e-3"]
     train(load_recipe("vdm-tiny", overrides), tmp_path / "run", device="cpu", console=QUIET)
     logged = [r["lr"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")]
-    # Steps 0, 1 warm up linearly; steps 2..5 follow 0.5 (1 + cos(pi k / 4)), k = 0..3 (0 would come at step 6).
-    expected = [0.5e-3, 1e-3] + [0.5e-3 * (1 + math.cos(math.pi * k / 4)) for k in range(4)]
+    # Steps 0, 1 warm up linearly; steps 2..5 follow the decay at k = 0..3 of 4 (0 would come at step 6).
+    expected = [0.5e-3, 1e-3] + [after_warm_up(k) for k in range(4)]
     assert logged == pytest.approx(expected, rel=1e-9)

@@ -128,12 +128,14 @@ def batch_to_device(batch: dict[str, torch.Tensor], device: torch.device) -> Bat
 
 def lr_factor(cfg: TrainConfig, step: int) -> float:
     """The learning rate of optimizer step `step` (0-based) as a fraction of train.lr: linear warm-up over
-    warmup_steps, then constant or a cosine decay that reaches 0 at max_steps."""
+    warmup_steps, then constant, or a cosine or linear decay that reaches 0 at max_steps."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
     if cfg.lr_decay == "cosine":
-        progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if cfg.lr_decay == "linear":
+        return 1.0 - progress
     return 1.0
 
 

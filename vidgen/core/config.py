@@ -26,7 +26,7 @@ if typing.TYPE_CHECKING:
     from vidgen.core.synthetic import SceneStyle
 
 Precision = Literal["fp32", "bf16", "fp16"]
-LRDecay = Literal["none", "cosine"]
+LRDecay = Literal["none", "cosine", "linear"]
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,8 @@ class TrainConfig:
     warmup_steps: int = 0
     """Linear learning-rate warm-up from 0 over this many steps."""
     lr_decay: LRDecay = "none"
-    """After warm-up: "none" keeps lr; "cosine" decays it to 0 at max_steps (a run resumed with a larger
-    max_steps continues on the stretched curve)."""
+    """After warm-up: "none" keeps lr; "cosine" decays it to 0 at max_steps, "linear" likewise on a straight line
+    (TGANv2's linear_decay). A run resumed with a larger max_steps continues on the stretched curve."""
     grad_clip: float | None = 1.0
     """Clip the global gradient norm to this value; null disables."""
     ema_halflife_videos: float = 10_000.0
