@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from vidgen.models.tganv2.generator import ConvLSTMCell, TGANv2Generator, sample_z
-from vidgen.models.tganv2.pyramid import draw_phases
+from vidgen.models.tganv2.pyramid import draw_phases, level_frame_indices
 
 CPU = torch.device("cpu")
 
@@ -51,6 +51,13 @@ def test_conv_lstm_cell_matches_the_gate_equations_in_float64():
     zero = torch.zeros_like(xs[0])
     for got, want in zip(cell(None, state), lstm_step_reference(cell, zero, h, c)):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_forget_bias_opens_only_the_forget_gates():
+    cell = ConvLSTMCell(3, 4, forget_bias=2.0)
+    i, f, o, c = cell.conv_x.bias.detach().chunk(4)  # the gate order of the reference: i, f, o, c
+    assert (f == 2.0).all() and not torch.cat([i, o, c]).any()
+    assert not ConvLSTMCell(3, 4).conv_x.bias.any()  # the reference's (Chainer's) zero biases by default
 
 
 def test_pyramid_shapes_and_range(make_config):
@@ -99,6 +106,24 @@ def test_render_gives_every_frame_at_the_top_level_for_any_length(make_config):
     whole.load_state_dict(gen.state_dict())
     torch.testing.assert_close(whole.render(z, frames=40), long)
     assert long[:, :, 1:].sub(long[:, :, :-1]).abs().amax() > 0  # frames differ: the ConvLSTM state moves on
+
+
+@pytest.mark.parametrize("phases", [(0, 0, 0), (1, 0, 1), (1, 1, 1)])
+def test_render_is_the_top_level_of_the_training_pyramid_at_every_frame(make_config, phases):
+    """Sparse training, dense generation: the frames the top level renders in training (with any phases) are the
+    frames of the sampled video at those indices, and sampling renders the others too."""
+    cfg = make_config()
+    torch.manual_seed(0)
+    gen = TGANv2Generator(cfg, frames=16)
+    gen(seeded_z(range(8), cfg.z_slow_dim))  # BatchNorm running statistics, as after a training step
+    gen.eval()
+    z = seeded_z(range(3), cfg.z_slow_dim)
+    with torch.no_grad():
+        pyramid = gen(z, phases=phases)
+    dense = gen.render(z, frames=16)
+    top = level_frame_indices(16, cfg.frame_factors, phases)[-1]
+    assert pyramid[-1].shape[2] == len(top) == 2 and dense.shape[2] == 16
+    torch.testing.assert_close(dense[:, :, top], pyramid[-1])
 
 
 def test_a_sampled_video_depends_only_on_its_own_seed(make_config):

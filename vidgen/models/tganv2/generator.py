@@ -25,9 +25,11 @@ Deviations from the reference:
   two commute exactly, and the former costs a quarter.
 - The ConvLSTM skips convolutions of all-zero tensors (the input after the first frame, the state before it) and
   uses their exact result (the bias, or zero).
-- Synchronised BatchNorm across ranks (the reference uses ChainerMN's MultiNodeBatchNormalization when training on
-  several GPUs) is left to the backend: every BatchNorm here is a torch.nn.BatchNorm2d (inside the class-conditional
-  one too), which torch.nn.SyncBatchNorm.convert_sync_batchnorm converts.
+- BatchNorm statistics are per rank: the reference synchronises them over its GPUs (ChainerMN's
+  MultiNodeBatchNormalization). With the reference's 32 videos per GPU a rank's statistics already cover 512 frames
+  at level 0 and 64 at the top; the running statistics saved are rank 0's. (torch's SyncBatchNorm would need
+  CUDA, which the CPU tests of the distributed loop cannot run.)
+- `clstm_forget_bias` (default 0, the reference's) can start the forget gates open; see TGANv2Config.
 Initialisation follows Chainer's: GlorotUniform(sqrt 2) for the blocks' 3x3 convolutions, GlorotUniform(1) for their
 shortcuts, LeCunNormal (Chainer's default) for the linear map, the ConvLSTM and the heads, biases zero; BatchNorm
 eps 2e-5 and momentum 0.1 (Chainer's defaults, decay 0.9).
@@ -95,7 +97,7 @@ class ConvLSTMCell(nn.Module):
     frame): conv_x(0) is its bias, so the convolution is skipped.
     """
 
-    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3) -> None:
+    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3, forget_bias: float = 0.0) -> None:
         super().__init__()
         self.hidden_channels = hidden_channels
         self.conv_x = nn.Conv2d(in_channels, 4 * hidden_channels, kernel_size, padding=kernel_size // 2)
@@ -103,6 +105,8 @@ class ConvLSTMCell(nn.Module):
                                 bias=False)
         lecun_normal_(self.conv_x)
         lecun_normal_(self.conv_h)
+        with torch.no_grad():
+            self.conv_x.bias[hidden_channels:2 * hidden_channels] = forget_bias  # gate order i, f, o, c
 
     def forward(self, x: torch.Tensor | None,
                 state: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,7 +216,8 @@ class TGANv2Generator(nn.Module):
         self.num_classes = cfg.num_classes
         self.fc = nn.Linear(cfg.z_slow_dim, cfg.clstm_ch * cfg.t_size ** 2)
         lecun_normal_(self.fc)
-        self.clstm = nn.ModuleList([ConvLSTMCell(cfg.clstm_ch, cfg.clstm_ch) for _ in range(cfg.clstm_layers)])
+        self.clstm = nn.ModuleList([ConvLSTMCell(cfg.clstm_ch, cfg.clstm_ch, forget_bias=cfg.clstm_forget_bias)
+                                    for _ in range(cfg.clstm_layers)])
         widths = (cfg.clstm_ch, *cfg.g_channels)
         self.blocks = nn.ModuleList([UpBlock(widths[i], widths[i + 1], cfg.num_classes)
                                      for i in range(len(cfg.g_channels))])
