@@ -6,11 +6,13 @@ forward pass."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from vidgen.models.tganv2.config import TGANv2Config
 from vidgen.models.tganv2.discriminator import TGANv2Discriminator
 from vidgen.models.tganv2.generator import TGANv2Generator
+from vidgen.recipe import load_recipe
 
 
 def conv(cin: int, cout: int, taps: int, bias: bool = True) -> int:
@@ -47,8 +49,9 @@ def count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def test_parameter_counts_at_the_reference_ucf101_192_setting():
-    cfg = TGANv2Config()
+@pytest.mark.parametrize("source", ["defaults", "recipe"])
+def test_parameter_counts_at_the_reference_ucf101_192_setting(source):
+    cfg = TGANv2Config() if source == "defaults" else load_recipe("tganv2-ucf101-192").model
     with torch.device("meta"):
         gen, dis = TGANv2Generator(cfg), TGANv2Discriminator(cfg)
     assert count(gen) + dead_biases() == reference_generator_count() == 88_032_460
