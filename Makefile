@@ -52,6 +52,7 @@ bench: setup
 	# checkout of it, (c) the tiny VQ-VAE's reconstructions (trained first, ~1 min)
 	$(VIDGEN) train videogpt-tiny-vqvae
 	$(PY) benchmarks/bench_videogpt.py --quick $(if $(VIDEOGPT_OFFICIAL),--official $(VIDEOGPT_OFFICIAL))
+	$(PY) benchmarks/bench_tganv2.py   # sparse vs dense multi-level training vs StyleGAN-V: step time, peak memory
 
 clean:
 	rm -rf $(VENV) $(DEMO) runs .pytest_cache

@@ -48,11 +48,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch._C._profiler import _ExtraFields_Allocation
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from benchmarks.peak_memory import cpu_peak_bytes  # noqa: E402
 from benchmarks.tables import table  # noqa: E402
 
 from vidgen.core.device import resolve_device  # noqa: E402
@@ -345,20 +345,6 @@ CASES = tuple(f"{kind}/{stage}" for stage, impls in STAGE_IMPLS.items()
 a shared machine falls on both alike; memory-<impl>/<stage>: one implementation alone, for its peak."""
 
 STEP_BUILDERS = {"vqvae": vqvae_step, "prior": prior_step}
-
-
-def cpu_peak_bytes(prof: profile) -> int:
-    """The most bytes alive at once in torch's CPU allocator while `prof` (profile_memory=True) ran: every
-    allocation event carries the allocator's running total of the bytes allocated since profiling began and not
-    yet freed (the CPU counterpart of torch.cuda.max_memory_allocated). The total carries over between profiling
-    sessions of a process, so each process profiles one build."""
-    peak, stack = 0, list(prof.profiler.kineto_results.experimental_event_tree())
-    while stack:
-        node = stack.pop()
-        stack.extend(node.children)
-        if isinstance(node.extra_fields, _ExtraFields_Allocation) and node.extra_fields.device.type == "cpu":
-            peak = max(peak, node.extra_fields.total_allocated)
-    return peak
 
 
 def timed_step(step: Step, device: torch.device) -> float:
