@@ -37,7 +37,7 @@ def test_the_ucf101_recipe_is_the_reference_run():
     assert (train.batch_size, train.max_steps, train.precision) == (32, 100_000, "fp32")
 
 
-def test_the_tiny_recipe_trains_and_samples_videos_longer_than_its_clips(tmp_path):
+def test_the_tiny_recipe_trains_and_samples_videos_longer_than_its_clips_and_refuses_other_options(tmp_path):
     recipe = load_recipe("tganv2-tiny")
     assert PyramidSpec.from_config(recipe.model).resolution == recipe.data.resolution
     run = tmp_path / "run"
@@ -49,3 +49,8 @@ def test_the_tiny_recipe_trains_and_samples_videos_longer_than_its_clips(tmp_pat
     video = read_video(tmp_path / "samples" / "sample-000001.mp4")
     assert video.shape == (frames, recipe.data.resolution, recipe.data.resolution, 3)
     assert (video[1:].astype(int) - video[:-1]).any()  # the ConvLSTM moves on from frame to frame
+    # Another family's option on a TGANv2 run: one line naming TGANv2's own options, no traceback.
+    refused = run_cli("sample", str(run), "--out", str(tmp_path / "other"), "--temperature", "0.5")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip() == ("error: --temperature does not apply to a 'tganv2' model; its own options "
+                                      "are --class")
