@@ -14,7 +14,7 @@ resolution measured.
 
 Memory: the peak of tensor bytes alive at once from just before the networks are built through two steps (weights,
 gradients, EMA and Adam state, activations, the double-backward graph of the gradient penalty):
-torch.cuda.max_memory_allocated on CUDA, torch's CPU allocator total on the CPU (benchmarks/peak_memory.py). "state"
+torch.cuda.max_memory_allocated on CUDA, torch's CPU allocator total on the CPU (benchmarks/measure.py). "state"
 is what a run holds between steps (weights, EMA copies, Adam moments), counted from the tensors; "step" = peak -
 state, what the step itself adds. Each case runs in its own process, so peaks do not mix. Time: the median of
 --steps steps after the two measured ones.
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from benchmarks.peak_memory import cpu_peak_bytes  # noqa: E402
+from benchmarks.measure import cpu_peak_bytes, describe, synchronize  # noqa: E402
 from benchmarks.tables import table  # noqa: E402
 
 from vidgen.core.config import Recipe  # noqa: E402
@@ -82,10 +81,6 @@ def state_bytes(state: TrainState) -> int:
                     if isinstance(v, torch.Tensor)]
     return sum(t.numel() * t.element_size() for t in tensors)
 
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def run_case(variant: str, resolution: int, args: argparse.Namespace, device: torch.device) -> dict:
@@ -136,11 +131,6 @@ def spawn(args: argparse.Namespace, variant: str, resolution: int) -> dict:
         return {"error": lines[-1] if lines else f"exit {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
-
-def describe(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
 
 
 def bench(args: argparse.Namespace) -> None:

@@ -34,7 +34,6 @@ import dataclasses
 import importlib
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
@@ -52,7 +51,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from benchmarks.peak_memory import cpu_peak_bytes  # noqa: E402
+from benchmarks.measure import cpu_peak_bytes, describe, synchronize  # noqa: E402
 from benchmarks.tables import table  # noqa: E402
 
 from vidgen.core.device import resolve_device  # noqa: E402
@@ -102,10 +101,6 @@ SIZES = {
                    downsample=(4, 4, 4), width=192, heads=4, layers=4, batch=4),
 }
 
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -542,11 +537,6 @@ def reconstruction_row(run: Path, frames: int, num: int, device: torch.device, s
 # ----------------------------------------------------------------------------------------------------------
 # Driver
 
-
-def describe(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+import torch
 
 from vidgen.models.registry import BACKENDS, BackendSpec
 
@@ -15,6 +20,34 @@ from vidgen.models.registry import BACKENDS, BackendSpec
 # the width.
 TINY_VDM = list(BACKENDS["vdm"].test_overrides)
 TINY_SGV = list(BACKENDS["stylegan-v"].test_overrides)
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@contextmanager
+def benchmark_module(name: str) -> Iterator[ModuleType]:
+    """benchmarks/<name>.py imported as module `name` (the scripts are not a package), registered in sys.modules
+    while in use: dataclasses look their module up while the class is built."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[name]
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run a test's many tiny ops on one thread: with two, each op's parallel region waits for both cores, and a
+    busy machine (other test processes) then makes a tiny training loop 10-30x slower. Families whose tests use
+    tiny networks request it for every test (an autouse fixture in their conftest)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def set_args(overrides: list[str]) -> list[str]:

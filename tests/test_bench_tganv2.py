@@ -3,21 +3,18 @@ the shared train step or the recipes change."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_tganv2.py"
+from tests.conftest import benchmark_module
+
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_tganv2", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    with benchmark_module("bench_tganv2") as module:
+        yield module
 
 
 def test_dense_is_the_sparse_network_with_every_frame_at_every_level(bench):

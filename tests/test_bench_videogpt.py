@@ -5,24 +5,18 @@ needed here (the benchmark imports it only from --official)."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_videogpt.py"
+from tests.conftest import benchmark_module
+
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_videogpt", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_videogpt"] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["bench_videogpt"]
+    with benchmark_module("bench_videogpt") as module:
+        yield module
 
 
 def tiny_sizes(bench):

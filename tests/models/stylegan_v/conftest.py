@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-import torch
 
 from vidgen.core.config import DataConfig, Recipe, RunConfig, TrainConfig
 from vidgen.models.stylegan_v.config import StyleGANVConfig, StyleGANVSampleConfig
 
 
 @pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """These networks are tiny: one thread is several times faster than two on a shared, loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def single_threaded(one_thread) -> None:
+    """Every test here runs tiny networks (tests/conftest.py: one_thread)."""
 
 
 def tiny_config(**overrides) -> StyleGANVConfig:

@@ -42,10 +42,5 @@ def randomize_weights() -> Callable[[nn.Module], nn.Module]:
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Run these tests' many tiny ops on one thread: with two threads each op's parallel region waits for both
-    cores, and a busy machine (other test processes) then makes a tiny training loop 10-30x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def single_threaded(one_thread) -> None:
+    """Every test here runs tiny networks (tests/conftest.py: one_thread)."""

@@ -41,11 +41,8 @@ def generators(seeds: list[int]) -> list[torch.Generator]:
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def single_threaded(one_thread) -> None:
+    """Every test here runs tiny networks (tests/conftest.py: one_thread)."""
 
 
 # ----------------------------------------------------------------------------------------------------------

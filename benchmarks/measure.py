@@ -1,10 +1,25 @@
-"""Peak memory of torch tensors on the CPU, the counterpart of torch.cuda.max_memory_allocated (shared by the
-benchmarks that compare memory)."""
+"""What the benchmarks measure with: the device, its clock, and the CPU counterpart of CUDA's peak memory."""
 
 from __future__ import annotations
 
+import os
+
+import torch
 from torch._C._profiler import _ExtraFields_Allocation
 from torch.profiler import profile
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read after it counts that work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def describe(device: torch.device) -> str:
+    """The device in a table's title: the GPU's name, or the CPU's threads and load (timings move with it)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
 
 
 def cpu_peak_bytes(prof: profile) -> int:
