@@ -42,7 +42,6 @@ from benchmarks.measure import cpu_peak_bytes, describe, synchronize  # noqa: E4
 from benchmarks.tables import table  # noqa: E402
 
 from vidgen.core.config import Recipe  # noqa: E402
-from vidgen.core.data.dataset import build_dataset  # noqa: E402
 from vidgen.core.data.loader import make_train_loader  # noqa: E402
 from vidgen.core.device import resolve_device  # noqa: E402
 from vidgen.errors import UserError  # noqa: E402
@@ -86,8 +85,7 @@ def state_bytes(state: TrainState) -> int:
 def run_case(variant: str, resolution: int, args: argparse.Namespace, device: torch.device) -> dict:
     """Build one case, measure its peak over the first steps, then time further steps."""
     recipe = make_recipe(variant, resolution, args.batch)
-    clips = build_backend(recipe).training_clips()  # StyleGAN-V's sparse frames; built before the measurement
-    dataset = build_dataset(recipe.data, seed=recipe.run.seed, clips=clips)
+    dataset = build_backend(recipe).training_dataset()  # built before the measurement
     loader = make_train_loader(dataset, batch_size=args.batch, seed=recipe.run.seed, start_sample=0, workers=0)
     batch = batch_to_device(next(iter(loader)), device)
     torch.manual_seed(0)

@@ -332,10 +332,9 @@ def build_run(recipe: Any, mode: Mode) -> TrainingRun:
 
 def loader_batches(recipe: Any, backend: Any, count: int, pin_memory: bool) -> list[dict]:
     """The first `count` batches of the recipe's data from vidgen's training loader."""
-    from vidgen.core.data.dataset import build_dataset
     from vidgen.core.data.loader import make_train_loader
 
-    dataset = build_dataset(recipe.data, seed=recipe.run.seed, clips=backend.training_clips())
+    dataset = backend.training_dataset()
     backend.check_dataset(dataset)
     loader = make_train_loader(dataset, batch_size=recipe.train.batch_size, seed=recipe.run.seed, start_sample=0,
                                workers=0, pin_memory=pin_memory)

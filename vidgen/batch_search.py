@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import torch
 
 from vidgen.core.config import Recipe
-from vidgen.core.data.dataset import build_dataset
 from vidgen.core.data.loader import make_train_loader
 from vidgen.core.device import check_precision
 from vidgen.errors import UserError
@@ -73,7 +72,7 @@ def find_max_batch(recipe: Recipe, device: torch.device, limit: int = 1024) -> B
     # training loop's own step function.
     state = TrainState.create(backend, recipe.train.precision, device, [torch.Generator(device).manual_seed(0)])
     context = StepContext(recipe.train, device, backend.networks)
-    dataset = build_dataset(recipe.data, seed=recipe.run.seed, clips=backend.training_clips())
+    dataset = backend.training_dataset()
 
     def fits(batch_size: int) -> bool:
         loader = make_train_loader(dataset, batch_size=batch_size, seed=recipe.run.seed, start_sample=0, workers=0)

@@ -25,7 +25,6 @@ from vidgen.core.checkpoint import (DamagedCheckpoint, checkpoint_path, list_che
                                     load_checkpoint, prune_checkpoints, remove_stale_temp_files, save_checkpoint,
                                     verify_checkpoint)
 from vidgen.core.config import Recipe
-from vidgen.core.data.dataset import build_dataset
 from vidgen.core.data.loader import make_train_loader
 from vidgen.core.data.sources import summarize_skipped
 from vidgen.core.data.tokens import TokenDataset
@@ -150,7 +149,7 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
     distributed.broadcast_module(dist, backend.networks)  # a guard: the ranks start from identical weights
 
     # --- Data: rank r takes samples k = r (mod world_size) of the global stream ---
-    dataset = build_dataset(recipe.data, seed=recipe.run.seed, clips=backend.training_clips())
+    dataset = backend.training_dataset()
     if isinstance(dataset, TokenDataset) and not backend.trains_on_tokens:
         raise UserError(f"data.source '{recipe.data.source}' holds encoded tokens, which only a prior over them "
                         f"trains on; a '{recipe.model.name}' model trains on videos: point data.source at them")

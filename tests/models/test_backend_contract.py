@@ -21,7 +21,6 @@ from rich.console import Console
 from tests.conftest import run_cli, set_args, stage_one_overrides
 from vidgen.core.checkpoint import load_checkpoint, save_checkpoint
 from vidgen.core.config import Recipe, option_flag
-from vidgen.core.data.dataset import build_dataset
 from vidgen.core.data.loader import make_train_loader
 from vidgen.core.device import autocast
 from vidgen.core.io import read_video
@@ -65,7 +64,7 @@ def build(recipe: Recipe) -> Backend:
 
 def fixed_batch(backend: Backend, recipe: Recipe) -> Batch:
     """One training batch of the recipe's own data, drawn as the training loop draws it."""
-    dataset = build_dataset(recipe.data, seed=recipe.run.seed, clips=backend.training_clips())
+    dataset = backend.training_dataset()
     loader = make_train_loader(dataset, batch_size=recipe.train.batch_size, seed=recipe.run.seed, start_sample=0,
                                workers=0)
     return batch_to_device(next(iter(loader)), CPU)

@@ -21,7 +21,8 @@ from torch import nn
 from vidgen.core import layout
 from vidgen.core.clips import ClipSampler, ContiguousClips
 from vidgen.core.config import Recipe, SampleConfig
-from vidgen.core.data.dataset import VideoDataset, build_dataset
+from vidgen.core.data.dataset import ClipTransform, VideoDataset, build_dataset
+from vidgen.core.data.tokens import TokenDataset
 from vidgen.errors import UserError
 
 
@@ -129,6 +130,16 @@ class Backend(ABC):
         data.frame_stride; a backend trained on sparse frames (StyleGAN-V) returns its own sampler."""
         data = self.recipe.data
         return ContiguousClips(data.frames, data.frame_stride)
+
+    def clip_transform(self) -> ClipTransform | None:
+        """Entries the data layer derives from each training clip, in the loader's workers, for this backend's
+        loss: none by default; TGANv2 turns each real clip into its pyramid of levels."""
+        return None
+
+    def training_dataset(self) -> VideoDataset | TokenDataset:
+        """The recipe's training data as this backend reads it: its clip sampler and clip transform."""
+        return build_dataset(self.recipe.data, seed=self.recipe.run.seed, clips=self.training_clips(),
+                             transform=self.clip_transform())
 
     def references(self, seeds: Sequence[int], frames: int, device: torch.device,
                    options: SampleConfig | None = None) -> torch.Tensor | None:

@@ -1,7 +1,9 @@
 """The training dataset: clips of resolution x resolution, each a pure function of its key (video index, clip seed).
 
 Optionally an item carries a class label (data.labels) and, for joint image-video training, extra frames
-appended to the clip, each from another random video or from a folder of still images (data.image_frames).
+appended to the clip, each from another random video or from a folder of still images (data.image_frames). A
+backend may add entries derived from each clip (its ClipTransform, e.g. a multi-level GAN's real pyramid), made here,
+in the loader's workers.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -26,14 +29,24 @@ from vidgen.core.synthetic import video_seed
 from vidgen.errors import UserError
 
 
+class ClipTransform(Protocol):
+    """Entries a backend derives from each training clip in the data layer (Backend.clip_transform)."""
+
+    def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """clip: uint8 [F, R, R, 3]; rng: this clip's own generator (the item stays a pure function of its key).
+        Returns the entries to add to the clip's item; the loader stacks each into a batch."""
+
+
 class VideoDataset(Dataset):
     """Clips of resolution x resolution, addressed by (video index, clip seed)."""
 
     def __init__(self, videos: Sequence[Video], clips: ClipSampler, resolution: int,
                  skipped: Sequence[tuple[str, str]] = (), labels: Sequence[int] | None = None,
-                 image_frames: ImageFrames | None = None) -> None:
+                 image_frames: ImageFrames | None = None, transform: ClipTransform | None = None) -> None:
         self.videos = list(videos)
         self.clips = clips
+        self.transform = transform
+        """The backend's ClipTransform, or None."""
         self.resolution = resolution
         self.skipped = list(skipped)
         """(path, reason) of each video left out; build_dataset's caller reports them once."""
@@ -76,6 +89,8 @@ class VideoDataset(Dataset):
             }
             if self.labels is not None:
                 item["label"] = self.labels[used]
+            if self.transform is not None:
+                item.update(self.transform(clip, np.random.default_rng([clip_seed, 2])))
             return item
         raise UserError(f"no video of the dataset could be decoded (the last: {video.name}); check the files")
 
@@ -138,11 +153,13 @@ def resize_center_crop(frames: np.ndarray, resolution: int) -> torch.Tensor:
     return pixels.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()  # (F, R, R, 3)
 
 
-def build_dataset(cfg: DataConfig, seed: int, clips: ClipSampler | None = None) -> VideoDataset | TokenDataset:
+def build_dataset(cfg: DataConfig, seed: int, clips: ClipSampler | None = None,
+                  transform: ClipTransform | None = None) -> VideoDataset | TokenDataset:
     """Index `cfg.source` once. Unreadable videos and videos shorter than one clip are left out and listed in
     `dataset.skipped`; no usable video at all is a UserError. `clips` defaults to contiguous clips of
-    data.frames at data.frame_stride (a backend may ask for another kind: Backend.training_clips). A token
-    dataset (`vidgen data prepare --format tokens`) gives its encoded clips instead."""
+    data.frames at data.frame_stride (a backend may ask for another kind: Backend.training_clips), and
+    `transform` adds a backend's entries to each item (Backend.clip_transform). A token dataset
+    (`vidgen data prepare --format tokens`) gives its encoded clips instead."""
     if cfg.source != "synthetic" and is_token_dir(cfg.source):
         return TokenDataset.open(cfg)
     clips = clips or ContiguousClips(cfg.frames, cfg.frame_stride)
@@ -154,7 +171,7 @@ def build_dataset(cfg: DataConfig, seed: int, clips: ClipSampler | None = None) 
                                  cfg.synthetic_style) for i in range(cfg.synthetic_videos)]
         labels = [synthetic_label(video) for video in videos] if cfg.labels else None
         return VideoDataset(videos, clips, cfg.resolution, labels=labels,
-                            image_frames=_image_frames(cfg, videos))
+                            image_frames=_image_frames(cfg, videos), transform=transform)
 
     check_resolution(cfg.source, cfg.resolution)  # a prepared dataset is at one resolution: no silent re-resize
     found, skipped = find_videos(cfg.source)
@@ -166,7 +183,7 @@ def build_dataset(cfg: DataConfig, seed: int, clips: ClipSampler | None = None) 
                         f"{clips.span} frames: {clips.too_short_hint}, or fix the files")
     labels = read_labels(Path(cfg.source).expanduser(), usable) if cfg.labels else None
     return VideoDataset(usable, clips, cfg.resolution, skipped, labels=labels,
-                        image_frames=_image_frames(cfg, usable))
+                        image_frames=_image_frames(cfg, usable), transform=transform)
 
 
 def _image_frames(cfg: DataConfig, videos: Sequence[Video]) -> ImageFrames | None:
