@@ -9,7 +9,7 @@ import torch
 
 from vidgen.models.tganv2.discriminator import TGANv2Discriminator, downsample
 from vidgen.models.tganv2.generator import TGANv2Generator, sample_z
-from vidgen.models.tganv2.pyramid import PyramidSpec, real_pyramid
+from vidgen.models.tganv2.pyramid import PyramidSpec, batch_levels, level_clips
 
 
 def chainer_average_pool_reference(x: torch.Tensor, kernel, pad) -> torch.Tensor:
@@ -45,7 +45,8 @@ def test_per_level_logits_and_gradients_reach_every_level(make_config):
     torch.manual_seed(0)
     dis = TGANv2Discriminator(cfg)
     clip = torch.rand(8, 3, 16, cfg.resolution, cfg.resolution) * 2 - 1
-    levels = [x.clone().requires_grad_(True) for x in real_pyramid(clip, PyramidSpec.from_config(cfg), (1, 0, 1))]
+    real = batch_levels(level_clips(clip, PyramidSpec.from_config(cfg), (1, 0, 1)), cfg.batch_factors)
+    levels = [x.clone().requires_grad_(True) for x in real]
     logits = dis(levels)
     assert [tuple(y.shape) for y in logits] == [(8,), (4,), (4,), (2,)]
     # The zero-centred penalty on real clips needs d(sum of all logits) / d(each level's input).
@@ -73,7 +74,7 @@ def test_projection_conditioning(make_config):
     torch.manual_seed(0)
     dis = TGANv2Discriminator(cfg)
     clip = torch.rand(4, 3, 8, cfg.resolution, cfg.resolution) * 2 - 1
-    levels = real_pyramid(clip, PyramidSpec.from_config(cfg))
+    levels = batch_levels(level_clips(clip, PyramidSpec.from_config(cfg)), cfg.batch_factors)
     a = dis(levels, torch.tensor([0, 1, 2, 0]))
     b = dis(levels, torch.tensor([1, 1, 2, 0]))
     assert (a[0][0] - b[0][0]).abs() > 0 and a[0][1:].equal(b[0][1:])

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from vidgen.models.tganv2.generator import TGANv2Generator, sample_z
-from vidgen.models.tganv2.pyramid import (PyramidSpec, box_resize, check_phases, draw_phases, level_batch_strides,
-                                          level_frame_counts, level_frame_indices, level_labels, level_resolutions,
-                                          real_pyramid, subsample_batch, subsample_frames)
+from vidgen.models.tganv2.pyramid import (PyramidSpec, RealPyramid, batch_levels, box_resize, check_phases,
+                                          draw_phases, level_batch_strides, level_clips, level_frame_counts,
+                                          level_frame_indices, level_key, level_labels, level_resolutions,
+                                          subsample_batch, subsample_frames)
+
+
+def real_pyramid(clip: torch.Tensor, spec: PyramidSpec, phases) -> list[torch.Tensor]:
+    """A batch's real levels as the loss sees them: each clip's levels (the data layer), then the batch strides."""
+    return batch_levels(level_clips(clip, spec, phases), spec.batch_factors)
 
 
 def frame_valued_clip(batch: int, frames: int, resolution: int) -> torch.Tensor:
@@ -114,3 +121,43 @@ def test_generated_and_real_pyramids_match_in_shape_and_frame_indices(make_confi
                                        .expand(r.shape[0], -1))
         # ... and its top level is those frames of the sampled video.
         torch.testing.assert_close(fake[-1], gen.render(z, frames=16)[::strides[-1], :, indices[-1]])
+
+
+def test_real_pyramid_transform_draws_each_clips_phases_from_its_own_generator():
+    """The data layer's transform: a uint8 clip -> its levels in the model's range, with phases drawn from the
+    clip's generator (reproducible per clip, and different clips get different phases)."""
+    spec = PyramidSpec(frame_factors=(2, 2, 2), batch_factors=(1, 1, 1), resolution=16)
+    transform = RealPyramid(spec)
+    frames = torch.arange(16, dtype=torch.uint8)[:, None, None, None] * 10  # frame t is the constant 10 t
+    clip = frames.expand(16, 16, 16, 3).contiguous()  # [T, R, R, C] uint8, as the dataset gives it
+    seen = set()
+    for seed in range(20):
+        phases = tuple(int(p) for p in np.random.default_rng(seed).integers([2, 2, 2]))
+        levels = transform(clip, np.random.default_rng(seed))
+        assert levels.keys() == {level_key(level) for level in range(4)}
+        for level, (indices, res) in enumerate(zip(level_frame_indices(16, spec.frame_factors, phases),
+                                                   spec.resolutions)):
+            x = levels[level_key(level)]
+            assert x.shape == (3, len(indices), res, res) and x.dtype == torch.float32
+            expected = torch.tensor(indices, dtype=torch.float32) * 10 / 127.5 - 1  # layout.to_model's range
+            torch.testing.assert_close(x[:, :, 0, 0], expected.expand(3, -1))
+        seen.add(phases)
+    assert len(seen) > 4  # phases vary from clip to clip
+
+
+def test_the_training_dataset_carries_each_clips_pyramid(make_config):
+    """Backend.training_dataset: the shared dataset, with TGANv2's transform; the levels are the clip's own."""
+    from vidgen.core.config import DataConfig, Recipe, RunConfig, TrainConfig
+    from vidgen.models.tganv2.backend import TGANv2Backend
+    from vidgen.models.tganv2.config import TGANv2SampleConfig
+
+    cfg = make_config()
+    recipe = Recipe(run=RunConfig(name="t"), data=DataConfig(resolution=cfg.resolution, frames=16, synthetic_videos=4),
+                    model=cfg, train=TrainConfig(), sample=TGANv2SampleConfig())
+    dataset = TGANv2Backend(recipe).training_dataset()
+    item = dataset[(1, 5)]
+    video = item["video"].permute(3, 0, 1, 2).float() / 127.5 - 1  # [C, T, R, R]
+    phases = tuple(int(p) for p in np.random.default_rng([5, 2]).integers(cfg.frame_factors))
+    for level, expected in enumerate(level_clips(video, PyramidSpec.from_config(cfg), phases)):
+        torch.testing.assert_close(item[level_key(level)], expected)
+    torch.testing.assert_close(dataset[(1, 5)][level_key(3)], item[level_key(3)])  # a pure function of the key

@@ -1,8 +1,9 @@
 """The TGANv2 backend (Saito et al., IJCV 2020): "train sparsely, generate densely".
 
 Training: the generator renders a pyramid of levels (every frame at the lowest resolution, fewer frames at each
-higher one); the step's real clips become the same pyramid with the same frame phases (pyramid.real_pyramid, on
-the device, from the batch the shared loader gives); one discriminator per level scores them. The objective is the
+higher one); each real clip arrives as the same pyramid, made in the shared data layer by the backend's clip
+transform (pyramid.RealPyramid, its own frame phases per clip as the reference's data loader); one discriminator
+per level scores them. The objective is the
 reference's "Dirac" updater: the logistic losses over the logits of every level (vidgen.models.gan), and on real
 clips a zero-centred gradient penalty summed over the levels and the videos, weighted by model.gp_lambda.
 
@@ -24,7 +25,7 @@ from vidgen.models.base import Backend, Batch, Phase
 from vidgen.models.tganv2.config import TGANv2Config, TGANv2SampleConfig
 from vidgen.models.tganv2.discriminator import TGANv2Discriminator
 from vidgen.models.tganv2.generator import TGANv2Generator, sample_z
-from vidgen.models.tganv2.pyramid import PyramidSpec, draw_phases, real_pyramid
+from vidgen.models.tganv2.pyramid import PyramidSpec, RealPyramid, batch_levels, draw_phases, level_key
 
 ADAM_EPS = 8e-8
 """The reference's Adam epsilon (conf/*.yml: 0.00000008)."""
@@ -54,6 +55,9 @@ class TGANv2Backend(Backend):
         return {name: torch.optim.Adam(self.networks[name].parameters(), lr=train.lr, betas=train.betas,
                                        eps=ADAM_EPS) for name in ("G", "D")}
 
+    def clip_transform(self) -> RealPyramid:
+        return RealPyramid(self.pyramid)
+
     def check_dataset(self, dataset: VideoDataset) -> None:
         check_label_range(dataset.num_classes, self.cfg.num_classes)
 
@@ -66,7 +70,7 @@ class TGANv2Backend(Backend):
              generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         G, D = nets["G"], nets["D"]
         real, label = batch["video"], batch.get("label")  # [B, C, T, R, R]
-        phases = draw_phases(self.cfg.frame_factors, generator)  # the frames each level keeps, real and fake alike
+        phases = draw_phases(self.cfg.frame_factors, generator)  # the frames each generated level keeps
 
         if phase == "G_main":
             fake_logits = torch.cat(D(self._fakes(G, real.shape[0], label, phases, generator, real.device), label))
@@ -76,7 +80,9 @@ class TGANv2Backend(Backend):
         if phase.startswith("D_main"):
             with torch.no_grad():
                 fakes = self._fakes(G, real.shape[0], label, phases, generator, real.device)
-            levels = [level.detach().requires_grad_(True) for level in real_pyramid(real, self.pyramid, phases)]
+            real_levels = batch_levels([batch[level_key(level)] for level in range(self.cfg.levels)],
+                                       self.cfg.batch_factors)
+            levels = [level.detach().requires_grad_(True) for level in real_levels]
             real_logits = torch.cat(D(levels, label))
             fake_logits = torch.cat(D(fakes, label))
             adversarial = gan.discriminator_loss(real_logits, fake_logits)

@@ -1,13 +1,15 @@
 """The multi-level pyramid of TGANv2 (Saito et al., IJCV 2020, Sec. 3: subsampling layers and the multiple
 discriminators): which frames, which videos and which resolution each level has. The generator (between its levels)
-and the real clips (MultiLevelDataset in the reference, tgan2/datasets/multi_level.py, with the batch striding of
-tgan2/updaters/dirac_updater.py) both go through the functions below, so a real and a generated level always agree.
+and the real clips (RealPyramid, the data layer's clip transform, as the reference's MultiLevelDataset in
+tgan2/datasets/multi_level.py, with the batch striding of tgan2/updaters/dirac_updater.py) both go through the
+functions below, so a real and a generated level always agree.
 
 The rule, for L = len(frame_factors) + 1 levels, level 0 the lowest resolution:
 
     frames:      level 0 keeps every frame; level l + 1 keeps level l's frames phase_l, phase_l + f_l, ...
                  (f_l = frame_factors[l], 0 <= phase_l < f_l; random in training, as the reference's
-                 numpy.random.randint(f_l), one phase per level for the whole batch)
+                 numpy.random.randint(f_l): for the generator one phase per level for the whole batch, for
+                 real clips one per level and clip)
     videos:      level l + 1 keeps level l's videos 0, b_l, 2 b_l, ... (b_l = batch_factors[l]; the reference's
                  subsample_batch: h[::b_l] in the generator, a[::cumprod(b)] for the real levels)
     resolution:  the top level has the clip's resolution R; each level below halves it: R / 2^(L - 1 - l).
@@ -23,10 +25,9 @@ batch_factors (2, 2, 2) the batch column reads B, B/2, B/4, B/8 instead):
     2       [B, 3,  4,  96,  96]        p0 + 2 p1 + 4k
     3       [B, 3,  2, 192, 192]        p0 + 2 p1 + 4 p2 + 8k
 
-Deviation from the reference: it draws the real clips' phases per clip, in the data loader, independently of the
-generator's (one per batch). Here one set of phases, drawn from an explicit torch.Generator, serves a whole step
-(real and fake), so a run is reproducible from its seed. Each level's frames are still uniformly distributed in
-time, for real and generated videos alike, which is what the discriminators compare.
+A real clip's phases come from its own generator in the data layer (seeded by the clip's key), the generator's from
+the step's noise stream, so a run is reproducible from its seed. Each level's frames are uniformly distributed in
+time for real and generated videos alike, which is what the discriminators compare.
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vidgen.core import layout
 from vidgen.models.tganv2.config import TGANv2Config
 
 
@@ -68,8 +71,8 @@ class PyramidSpec:
 
 
 def subsample_frames(x: torch.Tensor, factor: int, phase: int, dim: int = 2) -> torch.Tensor:
-    """Keep frames phase, phase + factor, phase + 2 factor, ... along `dim` (2 in [B, C, T, H, W]; the generator
-    calls it on its [B, T, C, H, W] features with dim 1). A view, no copy."""
+    """Keep frames phase, phase + factor, phase + 2 factor, ... along `dim` (2 in [B, C, T, H, W], -3 in a clip
+    [C, T, H, W] or a batch; the generator calls it on its [B, T, C, H, W] features with dim 1). A view, no copy."""
     if not 0 <= phase < factor:
         raise ValueError(f"phase must lie in [0, {factor}), got {phase}")
     index = [slice(None)] * x.ndim
@@ -139,8 +142,8 @@ def level_resolutions(resolution: int, levels: int) -> tuple[int, ...]:
 
 
 def box_resize(x: torch.Tensor, resolution: int) -> torch.Tensor:
-    """[B, C, T, H, W] -> [B, C, T, resolution, resolution] by averaging k x k pixel blocks, k = H / resolution
-    (the reference's `pooling`: x.reshape(C, T, H/k, k, W/k, k).mean(axis=(3, 5)))."""
+    """[B, C, T, H, W] (or one clip [C, T, H, W]) -> [..., resolution, resolution] by averaging k x k pixel
+    blocks, k = H / resolution (the reference's `pooling`: x.reshape(C, T, H/k, k, W/k, k).mean(axis=(3, 5)))."""
     height, width = x.shape[-2:]
     if height != width or height % resolution:
         raise ValueError(f"cannot box-resize {height}x{width} frames to {resolution}x{resolution}")
@@ -152,25 +155,49 @@ def box_resize(x: torch.Tensor, resolution: int) -> torch.Tensor:
 # Real clips
 
 
-def real_pyramid(clip: torch.Tensor, spec: PyramidSpec, phases: Sequence[int] | None = None) -> list[torch.Tensor]:
-    """A batch of real clips [B, C, T, R, R] (R = spec.resolution) -> the list of levels the generator renders,
-    [B_l, C, T_l, R_l, R_l] lowest resolution first, with the frames and videos of `phases` and the batch factors."""
-    batch, _, frames, height, width = clip.shape
+def level_clips(clip: torch.Tensor, spec: PyramidSpec, phases: Sequence[int] | None = None) -> list[torch.Tensor]:
+    """Real clips [..., C, T, R, R] (R = spec.resolution; one clip or a batch) -> the frames and resolution of
+    every level, [..., C, T_l, R_l, R_l] lowest resolution first, with the frames of `phases` (None: all 0)."""
+    height, width = clip.shape[-2:]
     if height != spec.resolution or width != spec.resolution:
         raise ValueError(f"real clips must be {spec.resolution}x{spec.resolution}, got {height}x{width}")
-    level_frame_counts(frames, spec.frame_factors)  # raises on a length the levels cannot split
+    level_frame_counts(clip.shape[-3], spec.frame_factors)  # raises on a length the levels cannot split
     phases = check_phases(spec.frame_factors, phases)
     x = clip
-    levels = [box_resize(x, spec.resolutions[0])]  # level 0: every frame, every video
+    levels = [box_resize(x, spec.resolutions[0])]  # level 0: every frame
     for level in range(1, spec.levels):
-        x = subsample_batch(x, spec.batch_factors[level - 1])
-        x = subsample_frames(x, spec.frame_factors[level - 1], phases[level - 1])  # [B_l, C, T_l, R, R]
+        x = subsample_frames(x, spec.frame_factors[level - 1], phases[level - 1], dim=-3)
         levels.append(box_resize(x, spec.resolutions[level]))
     return levels
+
+
+def batch_levels(levels: Sequence[torch.Tensor], batch_factors: Sequence[int]) -> list[torch.Tensor]:
+    """A batch's levels [B, ...] -> the videos each level keeps: level l every s_l-th (level_batch_strides)."""
+    return [subsample_batch(x, stride) for x, stride in zip(levels, level_batch_strides(batch_factors))]
+
+
+def level_key(level: int) -> str:
+    """The batch entry of a real clip's level (RealPyramid)."""
+    return f"real_level{level}"
+
+
+@dataclass(frozen=True)
+class RealPyramid:
+    """TGANv2's clip transform (Backend.clip_transform): in the data layer, each training clip becomes its levels,
+    with one random phase per level transition drawn for that clip (the reference's MultiLevelDataset). Entries
+    level_key(l): float [C, T_l, R_l, R_l] in [-1, 1] (float keeps the box averages exact; all levels together hold
+    about as many bytes as the uint8 clip at the default factors). Batch subsampling is the loss's (batch_levels)."""
+
+    spec: PyramidSpec
+
+    def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        phases = tuple(int(phase) for phase in rng.integers(self.spec.frame_factors))  # one per transition
+        video = layout.to_model(clip[None])[0]  # uint8 [T, R, R, C] -> float [C, T, R, R]
+        return {level_key(level): x.contiguous() for level, x in enumerate(level_clips(video, self.spec, phases))}
 
 
 def level_labels(label: torch.Tensor | None, batch_factors: Sequence[int]) -> list[torch.Tensor | None]:
     """The labels of each level's videos (the batch subsampling applied to the labels)."""
     if label is None:
         return [None] * (len(batch_factors) + 1)
-    return [subsample_batch(label, stride) for stride in level_batch_strides(batch_factors)]
+    return batch_levels([label] * (len(batch_factors) + 1), batch_factors)
