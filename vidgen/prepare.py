@@ -10,6 +10,9 @@ give (the loader's resize becomes a no-op), only sooner. Two layouts:
 - shards: uint8 arrays [N, R, R, 3] read through a memory map (vidgen.core.shards): no decoding at all, at the
   price of uncompressed size on disk.
 
+Both hold RGB frames, whatever the data: a grayscale run (data.channels 1) converts them to luma as it reads them,
+as it would the raw videos, so one prepared dataset serves either.
+
 Conversion runs in worker processes, one video per task, and is resumable. Work happens in a hidden folder beside
 OUT (`.OUT.prepare/`): each finished video is written there atomically and then recorded in its manifest, so
 rerunning the same command after an interruption converts only what is missing. The dataset appears at OUT in one

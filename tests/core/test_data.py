@@ -18,8 +18,9 @@ from vidgen.core.data.dataset import build_dataset, resize_center_crop
 from vidgen.core.data.info import dataset_info
 from vidgen.core.data.loader import TrainSampler, make_train_loader, sample_key
 from vidgen.core.data.sources import find_videos, summarize_skipped
-from vidgen.core.io import write_mp4, write_png
-from vidgen.core.synthetic import render_video, video_seed
+from vidgen.core import layout
+from vidgen.core.io import read_video, rgb_to_gray, write_mp4, write_png
+from vidgen.core.synthetic import SceneStyle, render_video, video_seed
 from vidgen.errors import UserError
 
 CLIP = {"resolution": 16, "frames": 4, "frame_stride": 2, "workers": 0}  # a clip spans 7 source frames
@@ -61,9 +62,9 @@ def frames_zip(frame_folders: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return path
 
 
-def check_item(item: dict, frames: int = 4, stride: int = 2, resolution: int = 16) -> None:
+def check_item(item: dict, frames: int = 4, stride: int = 2, resolution: int = 16, channels: int = 3) -> None:
     assert item["video"].dtype == torch.uint8
-    assert item["video"].shape == (frames, resolution, resolution, 3)
+    assert item["video"].shape == (frames, resolution, resolution, channels)
     assert item["times"].dtype == torch.float32
     assert item["times"].tolist() == [float(i * stride) for i in range(frames)]
 
@@ -295,3 +296,77 @@ def test_a_video_that_fails_to_decode_mid_run_is_replaced_by_the_next_and_named_
         "clips that need it come from other videos"], "named once, not for every clip that meets it"
     assert not recwarn.list, "vidgen's own line, not a Python warning"
 
+
+# ----------------------------------------------------------------------------------------------------------
+# Grayscale (data.channels 1)
+
+
+@pytest.fixture(scope="module")
+def shards(frame_folders: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vidgen.prepare import PrepareConfig, prepare_dataset
+
+    out = tmp_path_factory.mktemp("prepared") / "shards"
+    prepare_dataset(frame_folders, out, PrepareConfig(16, "shards"))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["videos", "frame folders", "zip", "shards", "synthetic"])
+def test_grayscale_clips_from_every_source_kind(kind: str, request: pytest.FixtureRequest) -> None:
+    fixture = {"videos": "video_folder", "frame folders": "frame_folders", "zip": "frames_zip", "shards": "shards"}
+    source = str(request.getfixturevalue(fixture[kind])) if kind in fixture else "synthetic"
+    settings = {**CLIP, "source": source, "synthetic_videos": 3, "synthetic_frames": 10}
+    rgb = build_dataset(DataConfig(**settings), seed=0)
+    gray = build_dataset(DataConfig(**settings, channels=1), seed=0)
+    for key in [(0, 5), (1, 8)]:
+        item = gray[key]
+        check_item(item, channels=1)
+        # The luma is taken as frames are read, before the resize: at most a rounding step from the luma after it.
+        expected = rgb_to_gray(rgb[key]["video"].numpy()).astype(int)
+        assert np.abs(item["video"].numpy().astype(int) - expected).max() <= 1
+        assert item["index"] == rgb[key]["index"] and torch.equal(item["times"], rgb[key]["times"])
+
+
+def test_grayscale_clips_of_colour_videos_are_their_luma(tmp_path: Path) -> None:
+    frames = render_video(4, np.arange(10) / 8, 16)  # colour, already 16 x 16: no resize
+    write_mp4(tmp_path / "colour.mp4", frames, fps=8)
+    dataset = build_dataset(DataConfig(source=str(tmp_path), channels=1, **CLIP), seed=0)
+    item = dataset[(0, 3)]
+    check_item(item, channels=1)
+    chosen = ContiguousClips(4, 2).choose(10, np.random.default_rng(3))
+    np.testing.assert_array_equal(item["video"].numpy(), rgb_to_gray(read_video(tmp_path / "colour.mp4")[chosen]))
+    # ... and the BT.601 luma of the frames written, within the codec's loss
+    assert np.abs(item["video"].numpy().astype(int) - rgb_to_gray(frames[chosen])).mean() < 3.0
+
+
+def test_grayscale_synthetic_clips_and_batches() -> None:
+    cfg = DataConfig(source="synthetic", channels=1, synthetic_videos=4, synthetic_frames=10, fps=8.0,
+                     image_frames=2, **CLIP)
+    dataset = build_dataset(cfg, seed=3)
+    item = dataset[(2, 9)]
+    assert item["video"].shape == (4 + 2, 16, 16, 1)  # the clip, then two image frames
+    start = ContiguousClips(4, 2).choose(10, np.random.default_rng(9))[0]
+    expected = render_video(video_seed(3, 2), (start + np.arange(0, 8, 2)) / 8.0, 16, cfg.synthetic_style)
+    np.testing.assert_array_equal(item["video"][:4].numpy(), rgb_to_gray(expected))
+    batch = next(iter(make_train_loader(dataset, batch_size=2, seed=0, start_sample=0, workers=0)))
+    assert batch["video"].shape == (2, 6, 16, 16, 1)
+    assert layout.to_model(batch["video"]).shape == (2, 1, 6, 16, 16)  # [B, 1, T, H, W] in the model
+
+
+def test_grayscale_image_frames_from_stills(tmp_path: Path) -> None:
+    write_png(tmp_path / "stills" / "a.png", np.full((20, 20, 3), (200, 40, 90), np.uint8))
+    cfg = DataConfig(source="synthetic", channels=1, synthetic_videos=2, synthetic_frames=10, image_frames=1,
+                     image_source=str(tmp_path / "stills"), **CLIP)
+    item = build_dataset(cfg, seed=0)[(0, 1)]
+    assert item["video"].shape == (5, 16, 16, 1)
+    assert (item["video"][4] == int(rgb_to_gray(np.array([200, 40, 90], np.uint8))[0])).all()
+
+
+def test_action_change_scenes_reach_the_dataset() -> None:
+    cfg = DataConfig(source="synthetic", synthetic_action_changes=True, synthetic_videos=2, synthetic_frames=16,
+                     fps=8.0, **CLIP)
+    assert cfg.synthetic_style == SceneStyle(action_changes=True, duration=2.0)
+    dataset = build_dataset(cfg, seed=1)
+    start = ContiguousClips(4, 2).choose(16, np.random.default_rng(5))[0]
+    expected = render_video(video_seed(1, 0), (start + np.arange(0, 8, 2)) / 8.0, 16, cfg.synthetic_style)
+    np.testing.assert_array_equal(dataset[(0, 5)]["video"].numpy(), expected)
+    assert not np.array_equal(expected, render_video(video_seed(1, 0), (start + np.arange(0, 8, 2)) / 8.0, 16))

@@ -13,10 +13,13 @@ from vidgen.core import io
 from vidgen.core.io import (
     VideoReadError,
     check_image,
+    colour_fraction,
+    is_colour,
     make_grid,
     probe_video,
     read_image,
     read_video,
+    rgb_to_gray,
     write_contact_sheet,
     write_mp4,
     write_png,
@@ -309,3 +312,60 @@ def test_contact_sheet_shows_first_middle_last(tmp_path: Path) -> None:
         for column, frame in enumerate((0, 3, 6)):
             y, x = 2 + row * 18, 2 + column * 22
             np.testing.assert_array_equal(sheet[y:y + 16, x:x + 20], video[frame])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Grayscale
+
+
+def test_rgb_to_gray_is_bt601_luma_rounded() -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 9, 3), dtype=np.uint8)
+    gray = rgb_to_gray(rgb)
+    assert gray.shape == (5, 7, 9, 1) and gray.dtype == np.uint8
+    expected = np.floor(rgb.astype(np.float64) @ [0.299, 0.587, 0.114] + 0.5)  # float64: exact to well below 1e-9
+    np.testing.assert_array_equal(gray[..., 0], expected)
+    levels = np.arange(256, dtype=np.uint8)
+    np.testing.assert_array_equal(rgb_to_gray(np.repeat(levels[:, None], 3, axis=1))[:, 0], levels)  # gray stays
+    with pytest.raises(ValueError, match=r"RGB \[\.\.\., 3\]"):
+        rgb_to_gray(gray)
+
+
+def test_gray_frames_are_written_as_gray_rgb(tmp_path: Path) -> None:
+    gray = rgb_to_gray(smooth_video(6, 16, 20))  # (6, 16, 20, 1)
+    path = tmp_path / "gray.mp4"
+    write_mp4(path, gray, fps=8)
+    info = probe_video(path)
+    assert (info.num_frames, info.width, info.height) == (6, 20, 16)
+    decoded = read_video(path)
+    assert decoded.shape == (6, 16, 20, 3)
+    assert colour_fraction(decoded) == 0.0 and not is_colour(decoded)  # gray RGB: the three channels agree
+    assert np.abs(decoded.astype(int) - gray.astype(int)).mean() < 2.0  # and hold the luma
+    grid = make_grid([gray, gray[:3]], padding=1)
+    assert grid.shape == (6, 16 + 2, 2 * 21 + 1, 3)
+    np.testing.assert_array_equal(grid[:, 1:17, 1:21], np.repeat(gray, 3, axis=3))
+    mixed = make_grid([gray, smooth_video(6, 16, 20)])  # gray and colour tiles side by side
+    assert mixed.shape[-1] == 3
+    write_contact_sheet(tmp_path / "sheet.png", [gray])
+    sheet = read_image(tmp_path / "sheet.png")
+    np.testing.assert_array_equal(sheet[2:18, 2:22], np.repeat(gray[0], 3, axis=2))
+    with pytest.raises(ValueError, match=r"\[T, H, W, 3\] or gray \[T, H, W, 1\]"):
+        write_mp4(tmp_path / "two.mp4", np.zeros((2, 4, 4, 2), np.uint8), fps=8)
+
+
+def test_colour_is_told_from_gray_after_a_codec(tmp_path: Path) -> None:
+    from vidgen.core.synthetic import render_video
+
+    colour = render_video(0, np.arange(8) / 8, 32)
+    assert is_colour(colour) and colour_fraction(colour) > 0.3
+    write_mp4(tmp_path / "colour.mp4", colour, fps=8)
+    assert is_colour(read_video(tmp_path / "colour.mp4"))
+    gray = np.repeat(rgb_to_gray(colour), 3, axis=3)
+    assert not is_colour(gray)
+    noisy = np.clip(gray + np.random.default_rng(0).integers(-5, 6, gray.shape), 0, 255).astype(np.uint8)
+    assert not is_colour(noisy)  # chroma noise of a few levels is still gray
+    speck = gray.copy()
+    speck[:, :2, :2] = (255, 0, 0)  # a red speck on 4 of 1024 pixels (0.4%)
+    assert not is_colour(speck)
+    patch = gray.copy()
+    patch[:, :8, :8] = (255, 0, 0)  # a red patch on 6% of the pixels
+    assert is_colour(patch)

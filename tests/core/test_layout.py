@@ -101,3 +101,26 @@ def test_read_video_file_of_a_missing_file_is_a_one_line_user_error(tmp_path):
     with pytest.raises(UserError) as excinfo:
         layout.read_video_file(tmp_path / "missing.mp4", torch.device("cpu"))
     assert "missing.mp4" in str(excinfo.value) and "\n" not in str(excinfo.value)
+
+
+def test_read_video_file_for_a_grayscale_model(tmp_path):
+    from vidgen.core.io import rgb_to_gray, write_mp4
+    from vidgen.core.synthetic import render_video
+
+    colour = render_video(2, np.arange(6) / 8, 32)  # (T, H, W, 3)
+    write_mp4(tmp_path / "colour.mp4", colour, fps=8.0)
+    with pytest.raises(UserError) as excinfo:
+        layout.read_video_file(tmp_path / "colour.mp4", torch.device("cpu"), channels=1)
+    message = str(excinfo.value)
+    assert "\n" not in message and "colour.mp4" in message and "in colour" in message
+    assert "grayscale" in message and "data.channels 1" in message and "ffmpeg" in message
+
+    gray = rgb_to_gray(colour)  # (T, H, W, 1)
+    write_mp4(tmp_path / "gray.mp4", gray, fps=8.0)
+    video = layout.read_video_file(tmp_path / "gray.mp4", torch.device("cpu"), channels=1)
+    assert video.shape == (1, 6, 32, 32) and video.dtype == torch.float32  # (C, T, H, W)
+    expected = torch.from_numpy(gray).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+    assert (video - expected).abs().mean().item() < 2 / 127.5  # the luma, within the codec's loss
+    rgb = layout.read_video_file(tmp_path / "gray.mp4", torch.device("cpu"))  # a gray file for an RGB model
+    assert rgb.shape == (3, 6, 32, 32)
+    torch.testing.assert_close(rgb, video.expand(3, -1, -1, -1))  # gray RGB: three equal channels

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from vidgen.core.config import DataConfig
 from vidgen.core.io import probe_video, read_video
-from vidgen.core.synthetic import (PALETTE, SceneStyle, bounce, make_scene, render_video, video_seed,
-                                   write_synthetic_dataset)
+from vidgen.core.synthetic import (PALETTE, SceneStyle, Shape, bounce, centre_path, make_scene, render_scene,
+                                   render_video, rotation, video_seed, write_synthetic_dataset)
 
 TIMES = np.arange(16) / 8.0  # 16 frames at 8 fps
 
@@ -105,3 +108,134 @@ def test_a_plain_style_has_one_colour_and_solid_shapes() -> None:
     assert varied == {tuple(float(c) for c in PALETTE[i]) for i in range(3)}
     with pytest.raises(ValueError, match="colours must lie in 1..7"):
         SceneStyle(colours=0)
+
+
+def _checksum(style: SceneStyle) -> str:
+    digest = hashlib.sha256()
+    for seed in range(8):
+        digest.update(render_video(seed, TIMES, 32, style).tobytes())
+    return digest.hexdigest()
+
+
+def test_scenes_without_action_changes_are_unchanged_bit_for_bit() -> None:
+    # Rendered before action changes existed: cached real statistics and every synthetic run depend on these pixels.
+    assert _checksum(SceneStyle()) == "f623a05aa32088d69a23a6ac4c531a891746b88afd8d095d87c9d00ad9b7e09e"
+    assert _checksum(SceneStyle(max_shapes=2, colours=1, textured=False)) == (
+        "0abe6b7b7be5a6f36d64832c654dd822d50d2e27866558c80907da46fe83f6cc")
+    assert DataConfig().synthetic_style == SceneStyle()  # off by default, with no duration to tell scenes apart
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Action changes
+
+DURATION = 8.0  # 64 frames at 8 fps, the synthetic default
+CHANGING = SceneStyle(action_changes=True, duration=DURATION)
+
+
+def _changing_shapes(count: int = 60) -> list[tuple[int, Shape]]:
+    return [(seed, shape) for seed in range(count) for shape in make_scene(seed, CHANGING).shapes]
+
+
+def _velocity(shape: Shape, t: float, side: int, dt: float = 1e-6) -> np.ndarray:
+    """One-sided finite-difference velocity of the centre at t (side -1: just before, +1: just after)."""
+    times = np.array([t, t + dt]) if side > 0 else np.array([t - dt, t])
+    x, y = centre_path(shape, times)
+    return np.array([x[1] - x[0], y[1] - y[0]]) / dt
+
+
+def test_action_changes_need_the_duration_and_come_from_the_data_config() -> None:
+    with pytest.raises(ValueError, match="duration"):
+        SceneStyle(action_changes=True)
+    style = DataConfig(synthetic_action_changes=True, synthetic_frames=48, fps=12.0).synthetic_style
+    assert style.action_changes and style.duration == 4.0
+
+
+def test_each_shape_changes_once_in_the_middle_half() -> None:
+    shapes = _changing_shapes()
+    for seed, shape in shapes:
+        assert DURATION / 4 <= shape.change_time <= 3 * DURATION / 4
+        assert shape.spin == 0.0  # no spin before the change
+        assert (shape.turn != 0.0) != (shape.spin_after is not None)  # exactly one new action
+        if shape.kind in ("circle", "ring"):
+            assert shape.spin_after is None  # a spinning circle would look the same
+    assert len({shape.change_time for _, shape in shapes}) == len(shapes)  # drawn per shape
+    assert {shape.spin_after is not None for _, shape in shapes} == {True, False}  # both actions occur
+
+
+def test_the_scene_is_the_one_without_changes_up_to_its_actions() -> None:
+    for seed in range(20):
+        plain, changing = make_scene(seed), make_scene(seed, CHANGING)
+        assert plain.background == changing.background
+        assert [(s.kind, s.colour, s.texture, s.radius, s.position, s.velocity, s.angle) for s in plain.shapes] == [
+            (s.kind, s.colour, s.texture, s.radius, s.position, s.velocity, s.angle) for s in changing.shapes]
+    np.testing.assert_array_equal(render_video(3, TIMES, 32, CHANGING), render_video(3, TIMES, 32, CHANGING))
+
+
+def test_a_turn_keeps_the_path_continuous_and_turns_the_heading_by_the_drawn_angle() -> None:
+    turning = [shape for _, shape in _changing_shapes() if shape.turn != 0.0]
+    assert len(turning) > 30
+    for shape in turning:
+        t = shape.change_time
+        assert np.pi / 3 <= abs(shape.turn) <= np.pi
+        x, y = centre_path(shape, np.array([t - 1e-9, t, t + 1e-9]))
+        assert np.ptp(x) < 1e-8 and np.ptp(y) < 1e-8  # no jump at the change
+        before, after = _velocity(shape, t, -1), _velocity(shape, t, +1)
+        np.testing.assert_allclose(np.linalg.norm(after), np.linalg.norm(before), rtol=1e-5)  # same speed
+        # Signed angle from the heading before to the heading after (positive: clockwise on screen, y down).
+        angle = np.arctan2(before[0] * after[1] - before[1] * after[0], before @ after)
+        if abs(abs(shape.turn) - np.pi) > 1e-3:  # a half turn's sign is moot
+            assert angle == pytest.approx(shape.turn, abs=1e-4)
+        else:
+            assert abs(angle) == pytest.approx(np.pi, abs=1e-3)
+        r = shape.radius
+        later = centre_path(shape, np.linspace(t, DURATION, 400))
+        assert min(map(np.min, later)) >= r - 1e-12 and max(map(np.max, later)) <= 1 - r + 1e-12  # walls hold
+
+
+def test_a_spin_change_starts_spinning_at_the_change() -> None:
+    spinning = [shape for _, shape in _changing_shapes() if shape.spin_after is not None]
+    assert len(spinning) > 5
+    for shape in spinning:
+        t = shape.change_time
+        assert shape.kind in ("square", "triangle") and 1.0 <= abs(shape.spin_after) <= 2.0
+        before = rotation(shape, np.linspace(0.0, t, 50))
+        assert np.all(before == shape.angle)  # still until the change
+        after = rotation(shape, np.array([t, t + 0.5]))
+        assert after[0] == pytest.approx(shape.angle)  # continuous
+        assert (after[1] - after[0]) / 0.5 == pytest.approx(shape.spin_after)
+        x, y = centre_path(shape, np.array([t - 0.1, t, t + 0.1]))  # its path goes straight on
+        plain = centre_path(dataclasses.replace(shape, spin_after=None), np.array([t - 0.1, t, t + 0.1]))
+        np.testing.assert_array_equal(x, plain[0])
+        np.testing.assert_array_equal(y, plain[1])
+
+
+def _centroid(frame: np.ndarray) -> np.ndarray:
+    """(x, y) in frame units of the pixels brighter than the dark background."""
+    ys, xs = np.nonzero(frame.max(axis=-1) > 100)
+    return (np.array([xs.mean(), ys.mean()]) + 0.5) / frame.shape[0]
+
+
+def test_a_rendered_clip_across_the_change_shows_the_turn() -> None:
+    # One solid shape; a scene whose turn is sharp and whose walls are out of reach around the change.
+    style = SceneStyle(max_shapes=1, colours=1, textured=False, action_changes=True, duration=DURATION)
+    window = 0.5
+    for seed in range(200):
+        scene = make_scene(seed, style)
+        shape = scene.shapes[0]
+        t = shape.change_time
+        if shape.turn == 0.0 or abs(shape.turn) < np.pi / 2 or abs(shape.turn) > 0.8 * np.pi:
+            continue
+        steps = [_velocity(shape, s, +1) for s in np.linspace(t - window, t + window, 41)]
+        if len({tuple(np.round(v, 6)) for v in steps}) == 2:  # only the turn: no wall within the window
+            break
+    else:
+        pytest.fail("no suitable scene")
+    size = 96
+    before = render_scene(scene, np.linspace(t - window, t, 5), size)
+    after = render_scene(scene, np.linspace(t, t + window, 5), size)
+    moved_before = _centroid(before[-1]) - _centroid(before[0])
+    moved_after = _centroid(after[-1]) - _centroid(after[0])
+    cosine = moved_before @ moved_after / np.linalg.norm(moved_before) / np.linalg.norm(moved_after)
+    turned = np.degrees(np.arccos(np.clip(cosine, -1, 1)))
+    assert turned > 60  # a real change of direction in the pixels
+    assert turned == pytest.approx(np.degrees(abs(shape.turn)), abs=10)  # by the drawn angle

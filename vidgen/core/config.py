@@ -55,6 +55,9 @@ class DataConfig:
     does not state one)."""
     workers: int = 2
     """DataLoader worker processes (0 loads in the training process)."""
+    channels: int = 3
+    """Colour channels the model sees: 3 (RGB) or 1 (grayscale, e.g. KTH; frames are converted as they are
+    read, and written back to mp4 as gray RGB)."""
     synthetic_videos: int = 512
     """Synthetic only: number of distinct videos (each a seed of the procedural generator)."""
     synthetic_frames: int = 64
@@ -65,6 +68,10 @@ class DataConfig:
     """Synthetic only: shapes and background tints use the first this many of the 7 palette colours."""
     synthetic_textures: bool = True
     """Synthetic only: shapes are solid, striped or checkered (false: solid only)."""
+    synthetic_action_changes: bool = False
+    """Synthetic only: every shape keeps one action (a straight path, no spin), then at a random time in the middle
+    half of its video changes it (a new direction, or it starts to spin): scenes for video prediction, where an
+    action change is what a model's trigger (DVG) should detect. False: the usual scenes, unchanged."""
     labels: bool = False
     """Give every clip a class label (for class-conditional models): from `dataset.json` at the root of a
     folder or zip ({"labels": [[video name, class], ...]}, the StyleGAN-V layout), else from the first
@@ -77,6 +84,8 @@ class DataConfig:
     the videos (null: frames of other videos)."""
 
     def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise ConfigError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
         _check_positive(self, "data", ("resolution", "frames", "frame_stride", "fps", "synthetic_videos",
                                        "synthetic_frames", "synthetic_max_shapes"))
         from vidgen.core.synthetic import check_colours  # imported late, like SceneStyle in synthetic_style
@@ -93,7 +102,10 @@ class DataConfig:
     def synthetic_style(self) -> SceneStyle:
         from vidgen.core.synthetic import SceneStyle  # imported late: recipes load without numpy or PyAV
 
-        return SceneStyle(self.synthetic_max_shapes, self.synthetic_colours, self.synthetic_textures)
+        # The duration places the action changes (the middle half of each video); without them it is unused.
+        duration = self.synthetic_frames / self.fps if self.synthetic_action_changes else None
+        return SceneStyle(self.synthetic_max_shapes, self.synthetic_colours, self.synthetic_textures,
+                          self.synthetic_action_changes, duration)
 
 
 @dataclass(frozen=True)
@@ -199,6 +211,22 @@ class SampleConfig:
         del recipe
 
 
+@dataclass(frozen=True)
+class PredictionSampleConfig(SampleConfig):
+    """The sample section of a family that continues given frames (Backend.predicts): `--context` and
+    `--context-frames` on top of the common options. --frames counts the whole output, context included."""
+
+    context: str | None = None
+    """A video file: every sample continues its first context_frames frames (K seeds: K futures of it)."""
+    context_frames: int | None = None
+    """Frames of --context that condition the samples (null: the model's own count)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.context_frames is not None and self.context_frames <= 0:
+            raise ConfigError(f"{self.key('context_frames')} must be > 0, got {self.context_frames}")
+
+
 def option_flag(option: dataclasses.Field) -> str:
     """The `vidgen sample` flag of a sample option: --name-with-dashes, unless the field names another."""
     return option.metadata.get("flag", "--" + option.name.replace("_", "-"))
@@ -206,7 +234,12 @@ def option_flag(option: dataclasses.Field) -> str:
 
 def _flag_of(name: str) -> str:
     """The flag of an option that some backend's sample section has (for the error of one that lacks it)."""
-    for cls in (SampleConfig, *SampleConfig.__subclasses__()):
+    classes, seen = [SampleConfig], []
+    while classes:  # every subclass, however deep (PredictionSampleConfig's own are two levels down)
+        cls = classes.pop()
+        seen.append(cls)
+        classes.extend(cls.__subclasses__())
+    for cls in seen:
         for option in dataclasses.fields(cls):
             if option.name == name:
                 return option_flag(option)
@@ -258,6 +291,13 @@ _COMMON_SAMPLE_OPTIONS = frozenset(f.name for f in dataclasses.fields(SampleConf
 
 # ----------------------------------------------------------------------------------------------------------
 # Strict dataclass building with coercion
+
+
+def check_rgb(recipe: Recipe) -> None:
+    """For a family whose networks make RGB only: a grayscale recipe (data.channels 1) is a ConfigError."""
+    if recipe.data.channels != 3:
+        raise ConfigError(f"data.channels is {recipe.data.channels}, but a '{recipe.model.name}' model makes RGB "
+                          "video; set data.channels: 3 (grayscale videos are then read as gray RGB)")
 
 
 def check_class_labels(num_classes: int, labels: bool) -> None:

@@ -1,5 +1,8 @@
 """Video and image IO with PyAV, in the IO-boundary layout: uint8 [T, H, W, C] RGB.
 
+Files are read as RGB (C = 3); grayscale data (C = 1, data.channels 1) is made from it by `rgb_to_gray`, and the
+writers take either, storing gray as gray RGB.
+
 Frame indices are decode order ordinals (frame 0 is the first frame a decoder outputs). Reading a clip seeks
 to the keyframe before it and decodes forward, mapping each decoded frame's timestamp to its index at the
 stream's frame rate; that mapping is exact for constant-frame-rate files, which is what video datasets hold.
@@ -202,6 +205,46 @@ def _decode_counting(container: av.container.InputContainer, stream: av.VideoStr
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Grayscale
+
+
+def rgb_to_gray(frames: np.ndarray) -> np.ndarray:
+    """uint8 [..., 3] RGB -> uint8 [..., 1] luma, ITU-R BT.601: Y = 0.299 R + 0.587 G + 0.114 B, rounded
+    (half up). Integer arithmetic, so it is exact: a gray pixel (R = G = B) keeps its value."""
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim < 1 or frames.shape[-1] != 3:
+        raise ValueError(f"expected uint8 RGB [..., 3], got {frames.dtype} {frames.shape}")
+    rgb = frames.astype(np.uint32)
+    luma = (299 * rgb[..., 0] + 587 * rgb[..., 1] + 114 * rgb[..., 2] + 500) // 1000  # at most 255
+    return luma.astype(np.uint8)[..., None]
+
+
+COLOUR_TOLERANCE = 12
+"""Levels of channel spread (max - min of R, G, B) that a gray video may show without being colour. Gray RGB
+through write_mp4 (H.264, 4:2:0) decodes with no spread at all (its chroma is exactly neutral), but gray footage
+from elsewhere carries chroma noise: an analogue or camera transfer, JPEG frames, another encoder's rounding. A
+chroma error of d levels becomes up to ~2d of spread in RGB (YUV -> RGB gains of about 1.6 and 2.0), so 12 lets
+noise of a few levels through, while a visibly coloured object spreads by tens of levels (the synthetic shapes:
+about 200; even their dim, tinted background: 9 to 18)."""
+COLOUR_FRACTION = 0.01
+"""A video is in colour when more than this fraction of its pixels spread beyond COLOUR_TOLERANCE: a few stray
+pixels (ringing, a logo) do not make a gray video colour, a coloured object of any real size does."""
+
+
+def colour_fraction(frames: np.ndarray) -> float:
+    """The fraction of pixels of uint8 [..., 3] RGB frames whose channels spread (max - min) by more than
+    COLOUR_TOLERANCE levels."""
+    frames = np.asarray(frames)
+    spread = frames.max(axis=-1).astype(np.int16) - frames.min(axis=-1)  # max(|R-G|, |G-B|, |R-B|) per pixel
+    return float(np.count_nonzero(spread > COLOUR_TOLERANCE)) / max(1, spread.size)
+
+
+def is_colour(frames: np.ndarray) -> bool:
+    """Whether RGB frames are visibly colour rather than gray stored as RGB (see COLOUR_TOLERANCE)."""
+    return colour_fraction(frames) > COLOUR_FRACTION
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Damage: cut-off mp4 / mov files, and damaged frame images
 
 
@@ -313,7 +356,8 @@ def _png_damage(data: memoryview) -> str | None:
 
 
 def write_mp4(path: str | Path, frames: np.ndarray, fps: float | Fraction, crf: int = 18) -> None:
-    """Write uint8 [T, H, W, 3] as an H.264 / yuv420p mp4 that every player opens.
+    """Write uint8 [T, H, W, 3] (or gray [T, H, W, 1], stored as gray RGB) as an H.264 / yuv420p mp4 that every
+    player opens.
 
     yuv420p needs even sizes, so an odd width or height is padded by one replicated edge pixel. The file
     appears atomically (written beside the target, then renamed), so a reader never sees half a video.
@@ -356,13 +400,14 @@ def write_png(path: str | Path, image: np.ndarray) -> None:
 
 
 def make_grid(videos: Sequence[np.ndarray], columns: int | None = None, padding: int = 2) -> np.ndarray:
-    """Tile equal-size videos [T_i, H, W, C] into one [T, H', W', C], row by row, on black.
+    """Tile equal-size videos [T_i, H, W, C] (C = 3, or 1: gray, shown as gray RGB) into one RGB video
+    [T, H', W', 3], row by row, on black.
 
     T is the longest length; shorter videos hold their last frame. `columns` defaults to a near-square grid.
     """
     if not videos:
         raise ValueError("make_grid needs at least one video")
-    videos = [_check_video(v, channels=None) for v in videos]
+    videos = [_check_video(v) for v in videos]
     _, height, width, channels = videos[0].shape
     if any(v.shape[1:] != (height, width, channels) for v in videos):
         raise ValueError(f"make_grid needs equal-size videos, got {sorted({v.shape[1:] for v in videos})}")
@@ -378,19 +423,20 @@ def make_grid(videos: Sequence[np.ndarray], columns: int | None = None, padding:
 
 
 def write_contact_sheet(path: str | Path, videos: Sequence[np.ndarray]) -> None:
-    """A PNG with one row per video: its first, middle and last frame."""
+    """A PNG with one row per video (uint8 [T, H, W, 3], or gray [T, H, W, 1]): its first, middle and last
+    frame."""
     stills = [video[[0, len(video) // 2, len(video) - 1]] for video in map(_check_video, videos)]
     tiles = [frame[None] for row in stills for frame in row]  # each still as a one-frame video
     write_png(path, make_grid(tiles, columns=3)[0])
 
 
-def _check_video(frames: np.ndarray, channels: int | None = 3) -> np.ndarray:
+def _check_video(frames: np.ndarray) -> np.ndarray:
+    """A non-empty uint8 video [T, H, W, 3], or gray [T, H, W, 1] repeated to gray RGB [T, H, W, 3]."""
     frames = np.asarray(frames)
-    if frames.dtype != np.uint8 or frames.ndim != 4 or len(frames) == 0 or (
-            channels is not None and frames.shape[3] != channels):
-        want = f"[T, H, W, {channels or 'C'}]"
-        raise ValueError(f"expected a non-empty uint8 video {want}, got {frames.dtype} {frames.shape}")
-    return frames
+    if frames.dtype != np.uint8 or frames.ndim != 4 or len(frames) == 0 or frames.shape[3] not in (1, 3):
+        raise ValueError(f"expected a non-empty uint8 video [T, H, W, 3] or gray [T, H, W, 1], got {frames.dtype} "
+                         f"{frames.shape}")
+    return np.repeat(frames, 3, axis=3) if frames.shape[3] == 1 else frames
 
 
 @contextmanager

@@ -8,10 +8,15 @@ units: the frame is the unit square, x to the right, y down.
 Scenes are deliberately simple (saturated colours on a plain dark background, shapes a quarter to a third
 of the frame, motion that crosses much of the frame in two seconds) so that a tiny model trained for minutes
 learns recognisable moving shapes.
+
+With action changes (SceneStyle.action_changes, for video prediction) every shape keeps one action and changes it
+once, at a time drawn from the scene seed: it turns onto a new heading, or (squares and triangles) starts to spin.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -55,7 +60,14 @@ class Shape:
     angle: float
     """Rotation at time 0, radians."""
     spin: float
-    """Radians per second."""
+    """Radians per second (before change_time)."""
+    change_time: float = math.inf
+    """When the shape changes its action, seconds (inf: never; only with SceneStyle.action_changes)."""
+    turn: float = 0.0
+    """At change_time the heading it is moving on (walls reflected) turns by this many radians, at the same speed,
+    from the position it has reached: the path is continuous. Positive turns clockwise on screen (y points down)."""
+    spin_after: float | None = None
+    """Its spin from change_time on, radians per second (None: `spin` throughout)."""
 
 
 def check_colours(value: int, name: str, error: type[Exception] = ConfigError) -> None:
@@ -76,12 +88,21 @@ class SceneStyle:
     """Shapes and background tints take the first this many palette colours (1..7)."""
     textured: bool = True
     """Shapes are solid, striped or checkered; false: solid only."""
+    action_changes: bool = False
+    """Every shape keeps one action (a straight path, no spin), then changes it once at a time uniform over the
+    middle half of `duration`: a new heading, 60 to 180 degrees from the old one, or (squares and triangles, one
+    in two) it starts to spin. False: the scenes of a style without this option, bit for bit."""
+    duration: float | None = None
+    """Seconds the videos last (frames / fps), which places the middle half; required by action_changes and
+    unused without it (so leave it None then)."""
 
     def __post_init__(self) -> None:
         # A ValueError: settings are checked where the user gives them (ConfigError), so a bad style is a bug.
         if self.max_shapes < 1:
             raise ValueError(f"need max_shapes >= 1, got {self}")
         check_colours(self.colours, "colours", ValueError)
+        if self.action_changes and not (self.duration is not None and 0 < self.duration < math.inf):
+            raise ValueError(f"action_changes needs the videos' duration in seconds, got {self}")
 
 
 @dataclass(frozen=True)
@@ -99,7 +120,7 @@ def video_seed(run_seed: int, index: int) -> int:
 
 def make_scene(seed: int, style: SceneStyle = SceneStyle()) -> Scene:
     """Draw a scene: 1..style.max_shapes shapes with distinct colours (as many as the style has), random
-    textures and trajectories."""
+    textures and trajectories (with style.action_changes: and one change of action each)."""
     rng = np.random.default_rng(seed)
     hue_colour = PALETTE[rng.integers(style.colours)]
     top = tuple(float(c) for c in 0.10 + 0.08 * hue_colour)  # dark, faintly tinted
@@ -121,7 +142,24 @@ def make_scene(seed: int, style: SceneStyle = SceneStyle()) -> Scene:
             angle=float(rng.uniform(0.0, 2 * np.pi)),
             spin=float(rng.uniform(-1.5, 1.5)),
         ))
+    if style.action_changes:
+        # The changes come from a stream of their own, after every draw above: the scene is the one without
+        # action changes (same shapes, colours, starts and headings) up to each shape's change.
+        changes = np.random.default_rng([seed, 1])
+        shapes = [_with_action_change(shape, changes, style.duration) for shape in shapes]
     return Scene(background=(top, bottom), shapes=tuple(shapes))
+
+
+def _with_action_change(shape: Shape, rng: np.random.Generator, duration: float) -> Shape:
+    """`shape` moving without spin until a time uniform over the middle half of the video, then either turning
+    by 60-180 degrees (either way) or, for a square or triangle in one case of two, starting to spin at 1-2
+    radians per second (either way). Four draws per shape, whichever action it takes."""
+    change_time = float(rng.uniform(0.25 * duration, 0.75 * duration))
+    spins = bool(rng.random() < 0.5) and shape.kind in ("square", "triangle")  # circles show no spin
+    turn = float(rng.uniform(np.pi / 3, np.pi) * rng.choice([-1.0, 1.0]))
+    spin = float(rng.uniform(1.0, 2.0) * rng.choice([-1.0, 1.0]))
+    return dataclasses.replace(shape, spin=0.0, change_time=change_time, turn=0.0 if spins else turn,
+                               spin_after=spin if spins else None)
 
 
 def bounce(start: float, velocity: float, times: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -130,6 +168,45 @@ def bounce(start: float, velocity: float, times: np.ndarray, low: float, high: f
     width = high - low
     unfolded = np.mod(start - low + velocity * np.asarray(times, dtype=np.float64), 2.0 * width)
     return low + np.where(unfolded > width, 2.0 * width - unfolded, unfolded)
+
+
+def heading_at(start: float, velocity: float, time: float, low: float, high: float) -> float:
+    """The velocity of `bounce` at `time`: `velocity`, or its reverse after an odd number of reflections."""
+    unfolded = np.mod(start - low + velocity * time, 2.0 * (high - low))
+    return -velocity if unfolded > high - low else velocity
+
+
+def centre_path(shape: Shape, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The shape's centre (x, y) at `times` (seconds), each float64 (T,): straight lines reflected at the walls
+    (its circumradius in from the frame's edges); with a change of heading, the path from the point reached at
+    change_time goes on along the turned velocity."""
+    r = shape.radius
+    times = np.asarray(times, dtype=np.float64)
+    (x0, y0), (vx, vy) = shape.position, shape.velocity
+    x, y = bounce(x0, vx, times, r, 1.0 - r), bounce(y0, vy, times, r, 1.0 - r)
+    if shape.turn == 0.0:
+        return x, y
+    t = shape.change_time
+    # The velocity it moves with just before the change (walls reflected), turned: a rotation of the screen
+    # vector, clockwise for a positive turn since y points down.
+    wx, wy = heading_at(x0, vx, t, r, 1.0 - r), heading_at(y0, vy, t, r, 1.0 - r)
+    cos, sin = np.cos(shape.turn), np.sin(shape.turn)
+    ux, uy = cos * wx - sin * wy, sin * wx + cos * wy
+    xc, yc = bounce(x0, vx, t, r, 1.0 - r), bounce(y0, vy, t, r, 1.0 - r)  # where the turn starts
+    after = times >= t
+    x = np.where(after, bounce(float(xc), ux, times - t, r, 1.0 - r), x)
+    y = np.where(after, bounce(float(yc), uy, times - t, r, 1.0 - r), y)
+    return x, y
+
+
+def rotation(shape: Shape, times: np.ndarray) -> np.ndarray:
+    """The shape's rotation at `times`, radians (T,): `spin` until change_time, then spin_after if it has one
+    (continuous at the change)."""
+    times = np.asarray(times, dtype=np.float64)
+    if shape.spin_after is None:
+        return shape.angle + shape.spin * times
+    before = np.minimum(times, shape.change_time)
+    return shape.angle + shape.spin * before + shape.spin_after * (times - before)
 
 
 def render_video(seed: int, times: np.ndarray, size: int, style: SceneStyle = SceneStyle()) -> np.ndarray:
@@ -161,9 +238,8 @@ def _rasterise(shape: Shape, times: np.ndarray, centres: np.ndarray,
     the outline, so coverage = clip(0.5 - d * size, 0, 1) ramps over one pixel, like a box filter.
     """
     r = shape.radius
-    cx = bounce(shape.position[0], shape.velocity[0], times, r, 1.0 - r).astype(np.float32)
-    cy = bounce(shape.position[1], shape.velocity[1], times, r, 1.0 - r).astype(np.float32)
-    angle = shape.angle + shape.spin * times
+    cx, cy = (c.astype(np.float32) for c in centre_path(shape, times))
+    angle = rotation(shape, times)
     cos, sin = (np.asarray(f(angle), np.float32)[:, None, None] for f in (np.cos, np.sin))  # (T, 1, 1)
     dx = centres[None, None, :] - cx[:, None, None]  # (T, 1, W)
     dy = centres[None, :, None] - cy[:, None, None]  # (T, H, 1)

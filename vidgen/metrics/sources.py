@@ -16,7 +16,7 @@ from pathlib import Path
 
 from vidgen.core.config import DataConfig, coerce
 from vidgen.core.data.sources import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, SyntheticVideo, Video, find_videos,
-                                      summarize_skipped)
+                                      summarize_skipped, with_channels)
 from vidgen.core.run_dir import manifest_videos
 from vidgen.core.shards import META_NAME
 from vidgen.core.synthetic import SceneStyle, check_colours, video_seed
@@ -41,11 +41,16 @@ class SyntheticSpec:
     textured: bool
     seed: int
     """The run seed whose synthetic videos these are."""
+    action_changes: bool = False
+    """Every shape changes its action once (data.synthetic_action_changes)."""
+    channels: int = 3
+    """3: RGB; 1: the videos' luma, as a grayscale run (data.channels 1) trains on them."""
 
     @classmethod
     def from_data(cls, data: DataConfig, seed: int) -> SyntheticSpec:
         return cls(data.synthetic_videos, data.synthetic_frames, data.resolution, data.fps,
-                   data.synthetic_max_shapes, data.synthetic_colours, data.synthetic_textures, seed)
+                   data.synthetic_max_shapes, data.synthetic_colours, data.synthetic_textures, seed,
+                   data.synthetic_action_changes, data.channels)
 
     def with_settings(self, settings: str) -> SyntheticSpec:
         """Apply "key=value,key=value" settings; unknown keys and bad values are ConfigErrors."""
@@ -61,18 +66,27 @@ class SyntheticSpec:
         if min(spec.videos, spec.frames, spec.resolution, spec.fps, spec.max_shapes) <= 0:
             raise ConfigError(f"synthetic settings must be > 0 (seed excepted): {settings}")
         check_colours(spec.colours, "synthetic.colours")
+        if spec.channels not in (1, 3):
+            raise ConfigError(f"synthetic.channels must be 1 (grayscale) or 3 (RGB), got {spec.channels}")
         return spec
 
     @property
     def style(self) -> SceneStyle:
-        return SceneStyle(self.max_shapes, self.colours, self.textured)
+        # As DataConfig.synthetic_style: the duration places the action changes.
+        duration = self.frames / self.fps if self.action_changes else None
+        return SceneStyle(self.max_shapes, self.colours, self.textured, self.action_changes, duration)
 
     def make_videos(self) -> list[Video]:
-        return [SyntheticVideo(video_seed(self.seed, i), self.frames, self.fps, self.resolution, self.style)
-                for i in range(self.videos)]
+        return with_channels([SyntheticVideo(video_seed(self.seed, i), self.frames, self.fps, self.resolution,
+                                             self.style) for i in range(self.videos)], self.channels)
 
     def fingerprint(self) -> str:
-        return "synthetic:" + json.dumps(dataclasses.asdict(self), sort_keys=True)
+        # Settings at their defaults are left out: the sets that existed before them keep their cached statistics.
+        settings = dataclasses.asdict(self)
+        for field in dataclasses.fields(self):
+            if field.default is not dataclasses.MISSING and settings[field.name] == field.default:
+                del settings[field.name]
+        return "synthetic:" + json.dumps(settings, sort_keys=True)
 
 
 def parse_synthetic(text: str, defaults: SyntheticSpec) -> SyntheticSpec | None:
@@ -83,12 +97,12 @@ def parse_synthetic(text: str, defaults: SyntheticSpec) -> SyntheticSpec | None:
     return defaults.with_settings(settings)
 
 
-def folder_fingerprint(path: Path) -> str:
+def folder_fingerprint(path: Path, channels: int = 3) -> str:
     """sha256 over the resolved root and the relative path, size and mtime of every video, image or
-    prepared-dataset metadata file under it (a zip: the file itself). Cheap: nothing is opened; any added,
-    removed, replaced or touched file changes it."""
+    prepared-dataset metadata file under it (a zip: the file itself), and `channels` when 1 (the videos read in
+    grayscale, index_videos). Cheap: nothing is opened; any added, removed, replaced or touched file changes it."""
     root = Path(path).expanduser().resolve()
-    digest = hashlib.sha256(str(root).encode())
+    digest = hashlib.sha256(str(root).encode() + (b"\0gray" if channels == 1 else b""))
     if root.is_file():
         stat = root.stat()
         digest.update(f"\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
@@ -106,10 +120,11 @@ def folder_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def index_videos(path: Path, role: str, warn: Callable[[str], None] | None = None) -> list[Video]:
-    """The readable videos of a folder or zip, sorted by name; none readable is a UserError naming `role`.
-    A folder written by `vidgen sample` lists its samples in a manifest: only those count (not the grid).
-    Unreadable videos are left out; `warn` gets one line with their count and the first few names."""
+def index_videos(path: Path, role: str, warn: Callable[[str], None] | None = None, channels: int = 3) -> list[Video]:
+    """The readable videos of a folder or zip, sorted by name, read with `channels` channels (1: in grayscale, as
+    a grayscale run's data is); none readable is a UserError naming `role`. A folder written by `vidgen sample`
+    lists its samples in a manifest: only those count (not the grid). Unreadable videos are left out; `warn` gets
+    one line with their count and the first few names."""
     videos, skipped = find_videos(path)
     listed = manifest_videos(path) if path.is_dir() else None
     if listed is not None:
@@ -119,7 +134,7 @@ def index_videos(path: Path, role: str, warn: Callable[[str], None] | None = Non
         raise UserError(f"no readable videos in {role} '{path}' ({summarize_skipped(skipped)})")
     if skipped and warn is not None:
         warn(f"{role} '{path}': {summarize_skipped(skipped)}")
-    return videos
+    return with_channels(videos, channels)
 
 
 def is_run(path: Path) -> bool:

@@ -4,6 +4,9 @@ Optionally an item carries a class label (data.labels) and, for joint image-vide
 appended to the clip, each from another random video or from a folder of still images (data.image_frames). A
 backend may add entries derived from each clip (its ClipTransform, e.g. a multi-level GAN's real pyramid), made here,
 in the loader's workers.
+
+Clips have data.channels channels: RGB, or (1) the luma of every frame, converted as the frames are read
+(sources.with_channels; still images for image_frames likewise).
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from vidgen.core.clips import ClipSampler, ContiguousClips
 from vidgen.core.config import DataConfig
 from vidgen.core.data.labels import read_labels, synthetic_label
 from vidgen.core.data.tokens import TokenDataset, is_token_dir
-from vidgen.core.data.sources import IMAGE_EXTENSIONS, SyntheticVideo, Video, find_videos, summarize_skipped
-from vidgen.core.io import VideoReadError, read_image
+from vidgen.core.data.sources import (IMAGE_EXTENSIONS, SyntheticVideo, Video, find_videos, summarize_skipped,
+                                      with_channels)
+from vidgen.core.io import VideoReadError, read_image, rgb_to_gray
 from vidgen.core.shards import check_resolution
 from vidgen.core.synthetic import video_seed
 from vidgen.errors import UserError
@@ -33,12 +37,13 @@ class ClipTransform(Protocol):
     """Entries a backend derives from each training clip in the data layer (Backend.clip_transform)."""
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        """clip: uint8 [F, R, R, 3]; rng: this clip's own generator (the item stays a pure function of its key).
-        Returns the entries to add to the clip's item; the loader stacks each into a batch."""
+        """clip: uint8 [F, R, R, C] (C = data.channels); rng: this clip's own generator (the item stays a pure
+        function of its key). Returns the entries to add to the clip's item; the loader stacks each into a batch."""
 
 
 class VideoDataset(Dataset):
-    """Clips of resolution x resolution, addressed by (video index, clip seed)."""
+    """Clips of resolution x resolution, addressed by (video index, clip seed), with as many channels as the
+    videos read (build_dataset: data.channels)."""
 
     def __init__(self, videos: Sequence[Video], clips: ClipSampler, resolution: int,
                  skipped: Sequence[tuple[str, str]] = (), labels: Sequence[int] | None = None,
@@ -78,8 +83,8 @@ class VideoDataset(Dataset):
             except VideoReadError as exc:
                 _name_once(self._named, exc, "a video")
                 continue
-            clip = resize_center_crop(pixels, self.resolution)  # (F, R, R, 3) uint8
-            if self.image_frames is not None:  # (F + M, R, R, 3): M independent frames after the clip
+            clip = resize_center_crop(pixels, self.resolution)  # (F, R, R, C) uint8
+            if self.image_frames is not None:  # (F + M, R, R, C): M independent frames after the clip
                 images = self.image_frames.draw(np.random.default_rng([clip_seed, 1]), exclude=used)
                 clip = torch.cat([clip, images])
             item: dict[str, torch.Tensor | int] = {
@@ -97,19 +102,19 @@ class VideoDataset(Dataset):
 
 class ImageFrames:
     """Single frames for joint image-video training (Ho et al. 2022 §3.1): from random other videos of the
-    dataset, or from a list of still images."""
+    dataset (read as the clips are), or from a list of still images (converted to `channels`, as the clips)."""
 
     def __init__(self, count: int, resolution: int, videos: Sequence[Video] = (),
-                 images: Sequence[Path] = ()) -> None:
+                 images: Sequence[Path] = (), channels: int = 3) -> None:
         if not videos and not images:
             raise ValueError("ImageFrames needs videos or images")
-        self.count, self.resolution = count, resolution
+        self.count, self.resolution, self.channels = count, resolution, channels
         self.videos, self.images = list(videos), list(images)
         self._named: set[str] = set()
         """Files that failed to decode, already named by this process."""
 
     def draw(self, rng: np.random.Generator, exclude: int) -> torch.Tensor:
-        """`count` frames as uint8 [count, R, R, 3]; from videos, never from video `exclude` (the clip's own)
+        """`count` frames as uint8 [count, R, R, C]; from videos, never from video `exclude` (the clip's own)
         unless it is the only one."""
         return torch.stack([self._one(rng, exclude) for _ in range(self.count)])
 
@@ -117,7 +122,7 @@ class ImageFrames:
         # Like a clip, a frame that fails to decode is replaced by another draw rather than ending the run.
         for _ in range(max(len(self.images), len(self.videos))):
             try:
-                pixels = self._read_random(rng, exclude)  # (1, H, W, 3)
+                pixels = self._read_random(rng, exclude)  # (1, H, W, C)
             except VideoReadError as exc:
                 _name_once(self._named, exc, "an image frame")
                 continue
@@ -126,7 +131,8 @@ class ImageFrames:
 
     def _read_random(self, rng: np.random.Generator, exclude: int) -> np.ndarray:
         if self.images:
-            return read_image(self.images[int(rng.integers(len(self.images)))])[None]
+            image = read_image(self.images[int(rng.integers(len(self.images)))])[None]  # (1, H, W, 3)
+            return rgb_to_gray(image) if self.channels == 1 else image
         others = len(self.videos) - 1
         index = int(rng.integers(others)) if others else 0
         index += int(others > 0 and index >= exclude)  # skip the clip's own video
@@ -135,22 +141,22 @@ class ImageFrames:
 
 
 def resize_center_crop(frames: np.ndarray, resolution: int) -> torch.Tensor:
-    """uint8 [F, H, W, 3] -> uint8 [F, R, R, 3]: short side to R (antialiased), centre crop.
+    """uint8 [F, H, W, C] -> uint8 [F, R, R, C]: short side to R (antialiased), centre crop.
 
     Cropping the centred square first and then resizing it equals resizing then cropping (up to the
     sub-pixel rounding of the crop), and resizes fewer pixels.
     """
-    video = torch.from_numpy(np.ascontiguousarray(frames))  # (F, H, W, 3)
+    video = torch.from_numpy(np.ascontiguousarray(frames))  # (F, H, W, C)
     height, width = video.shape[1:3]
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
-    video = video[:, top:top + side, left:left + side]  # (F, S, S, 3)
+    video = video[:, top:top + side, left:left + side]  # (F, S, S, C)
     if side == resolution:
         return video.contiguous()
-    pixels = video.permute(0, 3, 1, 2).float()  # (F, 3, S, S)
+    pixels = video.permute(0, 3, 1, 2).float()  # (F, C, S, S)
     pixels = F.interpolate(pixels, size=(resolution, resolution), mode="bilinear", antialias=True,
                            align_corners=False)
-    return pixels.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()  # (F, R, R, 3)
+    return pixels.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()  # (F, R, R, C)
 
 
 def build_dataset(cfg: DataConfig, seed: int, clips: ClipSampler | None = None,
@@ -158,7 +164,8 @@ def build_dataset(cfg: DataConfig, seed: int, clips: ClipSampler | None = None,
     """Index `cfg.source` once. Unreadable videos and videos shorter than one clip are left out and listed in
     `dataset.skipped`; no usable video at all is a UserError. `clips` defaults to contiguous clips of
     data.frames at data.frame_stride (a backend may ask for another kind: Backend.training_clips), and
-    `transform` adds a backend's entries to each item (Backend.clip_transform). A token dataset
+    `transform` adds a backend's entries to each item (Backend.clip_transform). Videos are read with
+    data.channels channels (with_channels: 1 converts every frame to luma as it is read). A token dataset
     (`vidgen data prepare --format tokens`) gives its encoded clips instead."""
     if cfg.source != "synthetic" and is_token_dir(cfg.source):
         return TokenDataset.open(cfg)
@@ -167,9 +174,10 @@ def build_dataset(cfg: DataConfig, seed: int, clips: ClipSampler | None = None,
         if cfg.synthetic_frames < clips.span:
             raise UserError(f"data.synthetic_frames ({cfg.synthetic_frames}) is shorter than one clip of "
                             f"{clips.span} frames; raise data.synthetic_frames or {clips.too_short_hint}")
-        videos = [SyntheticVideo(video_seed(seed, i), cfg.synthetic_frames, cfg.fps, cfg.resolution,
+        scenes = [SyntheticVideo(video_seed(seed, i), cfg.synthetic_frames, cfg.fps, cfg.resolution,
                                  cfg.synthetic_style) for i in range(cfg.synthetic_videos)]
-        labels = [synthetic_label(video) for video in videos] if cfg.labels else None
+        labels = [synthetic_label(video) for video in scenes] if cfg.labels else None
+        videos = with_channels(scenes, cfg.channels)
         return VideoDataset(videos, clips, cfg.resolution, labels=labels,
                             image_frames=_image_frames(cfg, videos), transform=transform)
 
@@ -182,8 +190,9 @@ def build_dataset(cfg: DataConfig, seed: int, clips: ClipSampler | None = None,
         raise UserError(f"no usable videos in '{cfg.source}' ({summarize_skipped(skipped)}); a clip needs "
                         f"{clips.span} frames: {clips.too_short_hint}, or fix the files")
     labels = read_labels(Path(cfg.source).expanduser(), usable) if cfg.labels else None
-    return VideoDataset(usable, clips, cfg.resolution, skipped, labels=labels,
-                        image_frames=_image_frames(cfg, usable), transform=transform)
+    videos = with_channels(usable, cfg.channels)
+    return VideoDataset(videos, clips, cfg.resolution, skipped, labels=labels,
+                        image_frames=_image_frames(cfg, videos), transform=transform)
 
 
 def _image_frames(cfg: DataConfig, videos: Sequence[Video]) -> ImageFrames | None:
@@ -198,7 +207,7 @@ def _image_frames(cfg: DataConfig, videos: Sequence[Video]) -> ImageFrames | Non
                     and not path.name.startswith("."))
     if not images:
         raise UserError(f"data.image_source '{root}' holds no .png/.jpg images")
-    return ImageFrames(cfg.image_frames, cfg.resolution, images=images)
+    return ImageFrames(cfg.image_frames, cfg.resolution, images=images, channels=cfg.channels)
 
 
 def _name_once(named: set[str], exc: VideoReadError, what: str) -> None:

@@ -6,6 +6,9 @@
 - a folder of shards written by `vidgen data prepare` (vidgen.core.shards),
 - `synthetic`: the procedural shapes of vidgen.core.synthetic, rendered on the fly.
 
+Every kind reads RGB; a grayscale dataset (data.channels 1) reads each through GrayVideo (`with_channels`), which
+converts the frames to luma as they are read, whatever their kind.
+
 Each kind answers its own questions (its name under the dataset's root, its fingerprint, its frame files), so
 callers never ask which kind a video is. No torch here: `vidgen data info` and the metrics index datasets with it.
 """
@@ -24,7 +27,8 @@ from typing import Protocol
 import numpy as np
 
 from vidgen.core.files import LazyFile, file_fingerprint
-from vidgen.core.io import VideoInfo, VideoReadError, check_image, probe_video, read_image, read_video
+from vidgen.core.io import (VideoInfo, VideoReadError, check_image, probe_video, read_image, read_video,
+                            rgb_to_gray)
 from vidgen.core.shards import is_shards_dir, load_shards
 from vidgen.core.synthetic import SceneStyle, render_video
 from vidgen.errors import UserError
@@ -45,7 +49,8 @@ class Video(Protocol):
     """The rate the source states (None: it states none)."""
 
     def read(self, frames: np.ndarray) -> np.ndarray:
-        """The frames at these (increasing) indices as uint8 [len(frames), H, W, 3]."""
+        """The frames at these (increasing) indices as uint8 [len(frames), H, W, C]: RGB (C = 3), or gray (C = 1)
+        for a GrayVideo."""
 
     def size(self) -> tuple[int, int]:
         """(width, height) of its frames."""
@@ -227,6 +232,39 @@ class SyntheticVideo:
 
     def size(self) -> tuple[int, int]:
         return self.resolution, self.resolution
+
+
+@dataclass(frozen=True)
+class GrayVideo:
+    """A video read in grayscale: the luma of its frames (ITU-R BT.601, io.rgb_to_gray), uint8 [F, H, W, 1]."""
+
+    video: Video
+
+    @property
+    def name(self) -> str:
+        return self.video.name
+
+    @property
+    def num_frames(self) -> int:
+        return self.video.num_frames
+
+    @property
+    def fps(self) -> float | None:
+        return self.video.fps
+
+    def read(self, frames: np.ndarray) -> np.ndarray:
+        return rgb_to_gray(self.video.read(frames))  # (F, H, W, 1)
+
+    def size(self) -> tuple[int, int]:
+        return self.video.size()
+
+
+def with_channels(videos: Sequence[Video], channels: int) -> list[Video]:
+    """The videos as a model of `channels` channels (data.channels) sees them: as they are (3), or each read
+    in grayscale (1)."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    return [GrayVideo(video) for video in videos] if channels == 1 else list(videos)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@ tokens`, vidgen/prepare_tokens.py), so that a prior over the codes (VideoGPT's s
 of decoding and encoding videos every step.
 
     OUT/vidgen-tokens.json   metadata: the encoder run (source, checkpoint, step, sha256), the clips (frames,
-                             frame stride, resolution), the code grid (T', H', W') and codebook size, the shards
+                             frame stride, resolution, channels: 3 when absent), the code grid (T', H', W') and
+                             codebook size, the shards
     OUT/tokens-00000.npy     int16 or int32 [N, T', H', W']: the code grids of N clips
     OUT/labels-00000.npy     int64 [N]: each clip's class (only when prepared with --labels)
 
@@ -79,12 +80,12 @@ class TokenDataset(Dataset):
 
     @classmethod
     def open(cls, cfg: DataConfig) -> TokenDataset:
-        """The token dataset at cfg.source, checked against the recipe's clips: the same frames, stride and
-        resolution it was encoded with, and class labels if data.labels asks for them."""
+        """The token dataset at cfg.source, checked against the recipe's clips: the same frames, stride,
+        resolution and channels it was encoded with, and class labels if data.labels asks for them."""
         path = Path(cfg.source).expanduser()
         meta = read_token_metadata(path)
-        clip = meta["clip"]
-        for key in ("frames", "frame_stride", "resolution"):
+        clip = {"channels": 3, **meta["clip"]}  # token datasets from before data.channels hold RGB clips
+        for key in ("frames", "frame_stride", "resolution", "channels"):
             if getattr(cfg, key) != clip[key]:
                 raise ConfigError(f"'{cfg.source}' holds tokens of clips with {key} {clip[key]}, but data.{key} is "
                                   f"{getattr(cfg, key)}; set data.{key}: {clip[key]}, or {_HINT}")
