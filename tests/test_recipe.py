@@ -94,3 +94,23 @@ def test_configs_are_frozen():
     with pytest.raises(AttributeError):
         recipe.train.lr = 1.0  # type: ignore[misc]
     assert recipe.train == TrainConfig()
+
+
+@pytest.mark.parametrize("recipe", ["stylegan-v-tiny", "tganv2-tiny", "videogpt-tiny-vqvae"])
+def test_a_family_that_makes_rgb_only_refuses_grayscale_data_in_one_line(recipe):
+    with pytest.raises(ConfigError, match=r"data.channels is 1, but a '[a-z2-]+' model makes RGB video; set "
+                                          r"data.channels: 3"):
+        load_recipe(recipe, ["data.channels=1"])
+
+
+def test_video_diffusion_trains_and_samples_grayscale():
+    import torch
+
+    from tests.conftest import TINY_VDM
+    from vidgen.models.registry import build_backend
+
+    recipe = load_recipe("vdm-tiny", [*TINY_VDM, "data.channels=1"])
+    backend = build_backend(recipe)
+    with torch.no_grad():
+        videos = backend.sample(backend.networks, [0], 3, torch.device("cpu"))
+    assert videos.shape == (1, 1, 3, 16, 16)

@@ -15,13 +15,13 @@ from torch import nn
 
 from vidgen.core import layout
 from vidgen.core.checkpoint import find_checkpoint, load_checkpoint
-from vidgen.core.config import Recipe
+from vidgen.core.config import PredictionSampleConfig, Recipe, SampleConfig
 from vidgen.core.device import resolve_device
 from vidgen.core.progress import task_progress
 from vidgen.core.run_dir import SAMPLES_MANIFEST, ensure_writable_dir, write_samples_manifest
 from vidgen.errors import UserError
 from vidgen.metrics.quality import psnr, ssim
-from vidgen.models.base import Backend
+from vidgen.models.base import Backend, Prediction
 from vidgen.upstream import backend_from_checkpoint
 
 PREVIEW_VIDEOS = 64
@@ -78,6 +78,51 @@ def _load(path: Path, device: torch.device) -> tuple[Recipe, Backend, int]:
     return recipe, backend, state["step"]
 
 
+def read_context(backend: Backend, options: PredictionSampleConfig, frames: int,
+                 device: torch.device) -> torch.Tensor:
+    """The first --context-frames frames of the --context video as the model sees them: float [1, C, c, H, W].
+    A clip too short, at another size or in colour for a grayscale model is one line saying how to fix it."""
+    data = backend.recipe.data
+    count = options.context_frames or backend.context_frames()
+    if frames <= count:
+        raise UserError(f"--frames {frames} must exceed the {count} context frames: the output holds the context, "
+                        "then the predicted frames")
+    video = layout.read_video_file(options.context, device, channels=data.channels)  # (C, T, H, W)
+    length, height, width = video.shape[1:]
+    if length < count:
+        raise UserError(f"--context {options.context} has {length} frames, fewer than the {count} context frames; "
+                        f"give a longer clip or --context-frames {length}")
+    if (height, width) != (data.resolution, data.resolution):
+        res = data.resolution
+        raise UserError(f"--context {options.context} is {width}x{height} but the model makes {res}x{res} frames; "
+                        f"resize it first (e.g. ffmpeg -i IN -vf scale={res}:{res} OUT.mp4)")
+    return video[None, :, :count]
+
+
+def generate(backend: Backend, nets: Mapping[str, nn.Module], seeds: list[int], frames: int, device: torch.device,
+             options: SampleConfig) -> Prediction:
+    """The videos of these seeds: futures of the --context clip when one is given (Backend.predict), else the
+    backend's own samples. Whether the family takes --context at all was checked with the options."""
+    context = getattr(options, "context", None)
+    if context is None:
+        return Prediction(backend.sample(nets, seeds, frames, device, options))
+    if not backend.predicts:  # a family that takes the option, in a configuration that cannot condition
+        raise UserError(f"this '{backend.recipe.model.name}' model cannot continue given frames; --context "
+                        "needs one that predicts")
+    clip = read_context(backend, options, frames, device)
+    return backend.predict(nets, clip.expand(len(seeds), -1, -1, -1, -1), seeds, frames, device, options)
+
+
+def unprompted_videos(backend: Backend, nets: Mapping[str, nn.Module], seeds: list[int], frames: int,
+                      device: torch.device) -> torch.Tensor:
+    """What the model makes with nothing given, for previews: its samples, or for a model that only predicts
+    (DVG), the futures of clip `seed` of its own training data."""
+    if not backend.needs_context:
+        return backend.sample(nets, seeds, frames, device)
+    context = backend.dataset_clips(None, seeds, backend.context_frames(), device)
+    return backend.predict(nets, context, seeds, frames, device).videos
+
+
 def sample(run_or_checkpoint: Path, out_dir: Path, options: Mapping[str, Any] | None = None,
            device: str = "auto", console: Console | None = None) -> SampleResult:
     """Write sample.num videos (video i from sample.seed + i) as mp4 files, plus a grid mp4 and a contact sheet.
@@ -100,11 +145,15 @@ def sample(run_or_checkpoint: Path, out_dir: Path, options: Mapping[str, Any] | 
     videos: list[Path] = []
     previews = []  # only the first PREVIEW_VIDEOS are kept in memory, for the grid and the contact sheet
     quality = _ReferenceQuality()
+    details: list[dict[str, Any]] = []  # per video, from a predicting backend (DVG: its trigger decisions)
     with torch.no_grad(), task_progress(console, "sample", total=cfg.num) as advance:
         for start in range(cfg.seed, stop, cfg.batch_size):
             # Seeds batch by batch: a list of every seed would cost memory in proportion to --num up front.
             batch_seeds = list(range(start, min(start + cfg.batch_size, stop)))
-            generated = layout.to_uint8(backend.sample(backend.networks, batch_seeds, frames, dev, cfg).cpu())
+            prediction = generate(backend, backend.networks, batch_seeds, frames, dev, cfg)
+            generated = layout.to_uint8(prediction.videos.cpu())
+            if prediction.details is not None:
+                details.extend(prediction.details)
             references = backend.references(batch_seeds, frames, dev, cfg)
             if references is not None:  # the real clips the samples should match (a VQ-VAE's inputs ...)
                 references = layout.to_uint8(references.cpu())
@@ -133,7 +182,8 @@ def sample(run_or_checkpoint: Path, out_dir: Path, options: Mapping[str, Any] | 
     with _writing(out_dir / SAMPLES_MANIFEST, len(videos), cfg.num, out_dir):
         write_samples_manifest(out_dir, videos, checkpoint=str(checkpoint), step=step, model=recipe.model.name,
                                seeds={"start": cfg.seed, "count": cfg.num}, frames=previews[0].shape[0], fps=fps,
-                               options=dataclasses.asdict(cfg), reference_quality=quality.summary())
+                               options=dataclasses.asdict(cfg), reference_quality=quality.summary(),
+                               **({"predictions": details} if details else {}))
     return SampleResult(videos, grid, sheet, quality.summary())
 
 
@@ -156,6 +206,6 @@ def write_preview(backend: Backend, nets: Mapping[str, nn.Module], recipe: Recip
     cfg = recipe.sample
     seeds = list(range(cfg.seed, cfg.seed + min(cfg.num, PREVIEW_DURING_TRAINING)))
     with torch.no_grad():
-        videos = backend.sample(nets, seeds, recipe.output_frames(), device)
+        videos = unprompted_videos(backend, nets, seeds, recipe.output_frames(), device)
     frames = layout.to_uint8(videos.cpu()).numpy()
     write_mp4(path, make_grid(list(frames)), fps=recipe.output_fps())

@@ -126,7 +126,10 @@ def sample(
     temperature: Annotated[Optional[float], typer.Option(help="VideoGPT: divides the logits (> 0; below 1 sharper).")] = None,
     top_k: Annotated[Optional[int], typer.Option(help="VideoGPT: draw each code among the k most likely.")] = None,
     top_p: Annotated[Optional[float], typer.Option(help="VideoGPT: nucleus sampling, among the most likely codes whose probability sums to p, in (0, 1].")] = None,
-    context: Annotated[Optional[Path], typer.Option(help="VideoGPT, frame-conditioned: a video whose first frames condition every sample (default: clip i of the run's data).")] = None,
+    context: Annotated[Optional[Path], typer.Option(help="Predict: a video whose first --context-frames frames every sample continues (DVG, VDM, frame-conditioned VideoGPT); --num K gives K futures of it.")] = None,
+    context_frames: Annotated[Optional[int], typer.Option(help="Predict: frames of --context to condition on (default: the model's own count); --frames counts them too.")] = None,
+    trigger: Annotated[Optional[str], typer.Option(help="DVG: when a new future is drawn from the Gaussian process: gp (its variance trigger, default), none (the LSTM only) or every:M (every M-th predicted frame).")] = None,
+    trigger_window: Annotated[Optional[int], typer.Option(help="DVG, --trigger gp: the recent frames whose GP variances set the threshold (default 12).")] = None,
     reconstruct: Annotated[Optional[str], typer.Option(help="VQ-VAE: reconstruct the clips of this dataset (a folder, zip or 'synthetic'; default: the run's data), written beside the originals with PSNR and SSIM.")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -139,6 +142,7 @@ def sample(
              "upsample": upsample, "cond_method": cond_method, "cond_frames": cond_frames,
              "guidance_recon": guidance_recon, "time_offset": time_offset, "truncation": truncation,
              "temperature": temperature, "top_k": top_k, "top_p": top_p, "context": context,
+             "context_frames": context_frames, "trigger": trigger, "trigger_window": trigger_window,
              "reconstruct": reconstruct}
     options = {name: str(value) if isinstance(value, Path) else value
                for name, value in given.items() if value is not None}
@@ -202,6 +206,7 @@ def data_synth(
     max_shapes: Annotated[int, typer.Option(help="Each video shows 1..this many shapes.")] = 3,
     colours: Annotated[int, typer.Option(help="Use the first this many of the 7 palette colours.")] = 7,
     textures: Annotated[bool, typer.Option(help="Striped and checkered shapes besides solid ones.")] = True,
+    action_changes: Annotated[bool, typer.Option(help="Each shape changes its action once, in the middle half of the video (a new direction, or it starts to spin): data for video prediction.")] = False,
 ) -> None:
     """Write the built-in synthetic dataset (moving shapes) as mp4 files."""
     from vidgen.core.run_dir import ensure_writable_dir
@@ -214,7 +219,8 @@ def data_synth(
     check_colours(colours, "--colours", UserError)  # UserError (exit 1), like the other options here
     ensure_writable_dir(out_dir)
     paths = write_synthetic_dataset(out_dir, num=num, frames=frames, size=size, fps=fps, seed=seed,
-                                    style=SceneStyle(max_shapes, colours, textures))
+                                    style=SceneStyle(max_shapes, colours, textures, action_changes,
+                                                     duration=frames / fps if action_changes else None))
     out.print(f"wrote {len(paths)} videos to {out_dir}", highlight=False)
 
 

@@ -28,6 +28,7 @@ from vidgen.core.run_dir import read_metrics
 from vidgen.models.base import Backend, Batch
 from vidgen.models.registry import BACKENDS, BackendSpec, build_backend
 from vidgen.recipe import load_recipe
+from vidgen.sample import unprompted_videos
 from vidgen.step import StepContext, TrainState, batch_to_device, train_step
 from vidgen.train import train
 from vidgen.upstream import load_upstream
@@ -173,11 +174,11 @@ def test_samples_are_videos_in_range_one_per_seed(spec, overfit):
     recipe, state, _ = overfit
     backend, nets = state.backend, state.backend.networks
     frames = recipe.output_frames()
-    with torch.no_grad():
-        together = backend.sample(nets, [3, 4, 5], frames, CPU)
-        again = backend.sample(nets, [3, 4, 5], frames, CPU)
-        alone = backend.sample(nets, [4], frames, CPU)
-        reordered = backend.sample(nets, [5, 4], frames, CPU)
+    with torch.no_grad():  # a family that only predicts continues clip `seed` of its data
+        together = unprompted_videos(backend, nets, [3, 4, 5], frames, CPU)
+        again = unprompted_videos(backend, nets, [3, 4, 5], frames, CPU)
+        alone = unprompted_videos(backend, nets, [4], frames, CPU)
+        reordered = unprompted_videos(backend, nets, [5, 4], frames, CPU)
     assert together.dtype == torch.float32
     assert together.shape == (3, 3, frames, recipe.data.resolution, recipe.data.resolution)
     assert together.min() >= -1 and together.max() <= 1
@@ -199,8 +200,8 @@ def test_networks_and_extra_state_round_trip_through_a_checkpoint_file(spec, ove
     assert restored.extra_state() == state.backend.extra_state()
     frames = recipe.output_frames()
     with torch.no_grad():
-        want = state.backend.sample(state.backend.networks, [0, 1], frames, CPU)
-        got = restored.sample(restored.networks, [0, 1], frames, CPU)
+        want = unprompted_videos(state.backend, state.backend.networks, [0, 1], frames, CPU)
+        got = unprompted_videos(restored, restored.networks, [0, 1], frames, CPU)
     assert torch.equal(got, want)
 
 
@@ -285,15 +286,47 @@ def test_train_and_sample_through_the_command_line_write_playable_mp4s(spec, ove
     run = tmp_path / "run"
     run_cli("train", spec.tiny_recipe, "--out", str(run), "--max-steps", "2", "--device", "cpu",
             *set_args(overrides), check=True)
-    sampled = run_cli("sample", str(run), "--out", str(tmp_path / "samples"), "--num", "2", "--frames", "6",
-                      "--seed", "10", "--device", "cpu", check=True)
     recipe = tiny_recipe(spec, overrides)
+    context = []
+    if build(recipe).needs_context:  # a family that only predicts is given a clip of its data to continue
+        context = ["--context", str(write_context_clip(recipe, tmp_path / "context.mp4"))]
+    sampled = run_cli("sample", str(run), "--out", str(tmp_path / "samples"), "--num", "2", "--frames", "6",
+                      "--seed", "10", "--device", "cpu", *context, check=True)
     for seed in (10, 11):
         path = tmp_path / "samples" / f"sample-{seed:06d}.mp4"
         assert str(path) in sampled.stdout
         frames = read_video(path)  # decoded by PyAV: a real, playable H.264 file
         assert frames.shape == (6, recipe.data.resolution, recipe.data.resolution, 3)
     assert read_video(tmp_path / "samples" / "grid.mp4").shape[0] == 6
+
+
+def write_context_clip(recipe: Recipe, path: Path) -> Path:
+    """Clip 0 of the recipe's data, written as an mp4 to predict from."""
+    from vidgen.core import layout
+    from vidgen.core.io import write_mp4
+
+    clip = build(recipe).dataset_clips(None, [0], recipe.data.frames, CPU)
+    write_mp4(path, layout.to_uint8(clip)[0].numpy(), fps=recipe.data.fps)
+    return path
+
+
+def test_a_predicting_family_continues_its_context_unchanged_one_future_per_seed(spec, overfit):
+    recipe, state, _ = overfit
+    backend, nets = state.backend, state.backend.networks
+    if not backend.predicts:
+        pytest.skip(f"a '{spec.name}' model does not continue given frames")
+    count = backend.context_frames()
+    frames = count + 3
+    context = backend.dataset_clips(None, [7], count, CPU).expand(3, -1, -1, -1, -1)  # one clip, three seeds
+    with torch.no_grad():
+        futures = backend.predict(nets, context, [1, 2, 3], frames, CPU)
+        again = backend.predict(nets, context[:1], [1], frames, CPU)
+    assert futures.videos.shape == (3, context.shape[1], frames, recipe.data.resolution, recipe.data.resolution)
+    assert torch.equal(futures.videos[:, :, :count], context), "the context frames come back unchanged"
+    torch.testing.assert_close(again.videos[0], futures.videos[0], rtol=0, atol=1e-5)
+    new = futures.videos[:, :, count:]
+    assert not torch.allclose(new[0], new[1], atol=1e-3), "different seeds, different futures"
+    assert futures.details is None or len(futures.details) == 3
 
 
 def test_a_sample_option_of_another_family_is_one_line_naming_what_this_one_takes(spec, overrides, tmp_path):

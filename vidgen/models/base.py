@@ -60,6 +60,17 @@ class FrozenStage:
 
 
 @dataclass(frozen=True)
+class Prediction:
+    """Futures of given context frames (Backend.predict)."""
+
+    videos: torch.Tensor
+    """float [N, C, frames, H, W] in [-1, 1]; the first c frames of video i are context i, unchanged."""
+    details: list[dict[str, Any]] | None = None
+    """Per video, JSON-able facts about how its future was made (DVG: each frame's GP variance and trigger
+    decision), or None; `vidgen sample` writes them into samples.json."""
+
+
+@dataclass(frozen=True)
 class TrainingJob:
     """What only the running job knows, told to the backend once by the shared loop (Backend.bind_loop)."""
 
@@ -90,6 +101,9 @@ class Backend(ABC):
     trains_on_tokens: bool = False
     """Whether its loss also takes a token dataset's batches ("codes" instead of "video"): a prior over the codes
     of its first stage. Training any other backend on a token dataset is a one-line error."""
+    needs_context: bool = False
+    """Whether it only continues given frames (a video prediction model such as DVG): sampling without
+    `--context` is a one-line error, and only the prediction protocols of `vidgen eval` apply to it."""
 
     def __init__(self, recipe: Recipe, upstream: FrozenStage | None = None) -> None:
         self.recipe = recipe
@@ -124,6 +138,23 @@ class Backend(ABC):
         `options`: the backend's sample config (None: the recipe's sample section), already checked
         (Recipe.sample_options); its num, seed and batch_size are the caller's business, its fps the output's
         frame rate (Recipe.output_fps). `nets` are self.networks or their EMA copies."""
+
+    @property
+    def predicts(self) -> bool:
+        """Whether predict() continues given frames: `vidgen sample --context` and the prediction protocols of
+        `vidgen eval` (pred_*) take this backend. Its sample config is then a PredictionSampleConfig."""
+        return False
+
+    def context_frames(self) -> int:
+        """How many frames a prediction is conditioned on when --context-frames is left out."""
+        raise NotImplementedError(f"a '{self.recipe.model.name}' backend does not predict")
+
+    def predict(self, nets: Mapping[str, nn.Module], context: torch.Tensor, seeds: Sequence[int], frames: int,
+                device: torch.device, options: SampleConfig | None = None) -> Prediction:
+        """Continue context clip i (float [N, C, c, H, W] in [-1, 1]) to `frames` frames from the random
+        generator of seeds[i] alone, for a backend that `predicts`: the same context with K seeds gives K
+        futures. The returned videos start with the context frames, unchanged. `options` as for sample()."""
+        raise NotImplementedError(f"a '{self.recipe.model.name}' backend does not predict")
 
     def training_clips(self) -> ClipSampler:
         """Which frames of a video make a training clip: by default data.frames consecutive frames at

@@ -188,7 +188,15 @@ def test_a_frame_conditioned_prior_continues_real_clips_or_a_given_video(stage_o
     given = sample(prior.run_dir, tmp_path / "c", {"num": 2, "context": str(tmp_path / "context.mp4")},
                    device="cpu", console=QUIET)
     assert given.reference_quality is None and len(given.videos) == 2
+    _, backend = load_for_sampling(prior.run_dir, torch.device("cpu"))
+    context = backend.dataset_clips(None, [5], 1, torch.device("cpu")).expand(2, -1, -1, -1, -1)
+    with torch.no_grad():
+        predicted = backend.predict(backend.networks, context, [0, 1], 4, torch.device("cpu")).videos
+    assert torch.equal(predicted[:, :, :1], context), "a prediction starts with its context frame, unchanged"
     write_mp4(tmp_path / "small.mp4", clip[:, :8, :8], fps=8)
     result = run_cli("sample", str(prior.run_dir), "--out", str(tmp_path / "d"), "--device", "cpu", "--context",
                      str(tmp_path / "small.mp4"))
-    assert "this prior needs 16x16 frames, at least 1 of them" in one_line_error(result)
+    assert "small.mp4 is 8x8 but the model makes 16x16 frames" in one_line_error(result)
+    result = run_cli("sample", str(prior.run_dir), "--out", str(tmp_path / "e"), "--device", "cpu", "--context",
+                     str(tmp_path / "context.mp4"), "--context-frames", "2")
+    assert "is 2, but this prior conditions on exactly 1 (model.context_frames)" in one_line_error(result)

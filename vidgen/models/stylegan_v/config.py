@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from vidgen.core.config import Recipe, SampleConfig
+from vidgen.core.config import Recipe, SampleConfig, check_rgb
 from vidgen.errors import ConfigError
 
 Augment = Literal["none", "fixed", "ada"]
@@ -185,6 +185,7 @@ class StyleGANVConfig:
 
     def check_recipe(self, recipe: Recipe) -> None:
         """Cross-checks against the other sections, run when a recipe is loaded."""
+        check_rgb(recipe)
         res = recipe.data.resolution
         if res < 4 or res & (res - 1):
             raise ConfigError(f"data.resolution must be a power of two >= 4 for StyleGAN-V (4, 8, ..., 256, ...), "

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from vidgen.core.config import Recipe, SampleConfig, check_class_labels
+from vidgen.core.config import Recipe, SampleConfig, check_class_labels, check_rgb
 from vidgen.errors import ConfigError
 
 
@@ -122,6 +122,7 @@ class TGANv2Config:
 
     def check_recipe(self, recipe: Recipe) -> None:
         """Cross-checks against the other sections, run when a recipe is loaded."""
+        check_rgb(recipe)
         frames, div = recipe.data.frames, self.frame_divisor
         if frames % div:
             factors = " x ".join(map(str, self.frame_factors))

@@ -6,6 +6,7 @@ guidance (vidgen.models.vdm.conditioning)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
@@ -17,14 +18,13 @@ from vidgen.core.data.dataset import VideoDataset
 from vidgen.core.data.labels import check_label_range
 from vidgen.core.layout import read_video_file
 from vidgen.errors import UserError
-from vidgen.models.base import Backend, Batch, Phase
+from vidgen.models.base import Backend, Batch, Phase, Prediction
 from vidgen.models.vdm import diffusion
 from vidgen.models.vdm.conditioning import extension_denoiser, upsampling_denoiser
 from vidgen.models.vdm.config import VDMConfig, VDMSampleConfig
 from vidgen.models.vdm.sampler import SAMPLERS, DenoiseFn, per_video_noise
 from vidgen.models.vdm.unet import UNet3D
 
-VIDEO_CHANNELS = 3
 """RGB: the data pipeline delivers three-channel frames."""
 
 
@@ -57,7 +57,7 @@ class VDMBackend(Backend):
         # Initialise from the run seed without touching the global random state.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(recipe.run.seed)
-            unet = UNet3D(self.config, VIDEO_CHANNELS, recipe.data.resolution)
+            unet = UNet3D(self.config, recipe.data.channels, recipe.data.resolution)
         unet.grad_checkpointing = recipe.train.grad_checkpointing
         self.networks = nn.ModuleDict({"unet": unet})
 
@@ -108,16 +108,17 @@ class VDMBackend(Backend):
         options.extend continues a given video instead, and options.upsample generates a low-resolution video at
         the model's resolution (keeping its length, not `frames`)."""
         options = options or self.recipe.sample
+        channels = self.recipe.data.channels
         if options.upsample is not None:
-            return self.upsample(nets, seeds, read_video_file(options.upsample, device), options)
+            return self.upsample(nets, seeds, read_video_file(options.upsample, device, channels), options)
         if options.extend is not None:
-            return self.extend(nets, seeds, read_video_file(options.extend, device), frames, options)
+            return self.extend(nets, seeds, read_video_file(options.extend, device, channels), frames, options)
         resolution = self.recipe.data.resolution
         window = self.recipe.data.frames
         with self._sampling(nets, seeds, device, options) as batch:
             if frames <= window or self.config.long_videos == "joint":
-                return batch.run(batch.denoise, (VIDEO_CHANNELS, frames, resolution, resolution))
-            first = batch.run(batch.denoise, (VIDEO_CHANNELS, window, resolution, resolution))  # (N, C, F, H, W)
+                return batch.run(batch.denoise, (channels, frames, resolution, resolution))
+            first = batch.run(batch.denoise, (channels, window, resolution, resolution))  # (N, C, F, H, W)
             return self._extend(batch, first, frames, options)
 
     def extend(self, nets: Mapping[str, nn.Module], seeds: Sequence[int], video: torch.Tensor, frames: int,
@@ -127,6 +128,23 @@ class VDMBackend(Backend):
         options = options or self.recipe.sample
         with self._sampling(nets, seeds, video.device, options) as batch:
             return self._extend(batch, video, frames, options)
+
+    @property
+    def predicts(self) -> bool:
+        return True
+
+    def context_frames(self) -> int:
+        return self.recipe.sample.cond_frames or self.recipe.data.frames // 2
+
+    def predict(self, nets: Mapping[str, nn.Module], context: torch.Tensor, seeds: Sequence[int], frames: int,
+                device: torch.device, options: VDMSampleConfig | None = None) -> Prediction:
+        """Continue each context clip window by window, as extend() does, each window conditioned on the last
+        options.cond_frames frames so far (default: as many as the context has, at most half a window)."""
+        options = options or self.recipe.sample
+        if options.cond_frames is None:
+            options = dataclasses.replace(options, cond_frames=min(context.shape[2], self.recipe.data.frames // 2))
+        with self._sampling(nets, seeds, device, options) as batch:
+            return Prediction(self._extend(batch, context, frames, options))
 
     def upsample(self, nets: Mapping[str, nn.Module], seeds: Sequence[int], low: torch.Tensor,
                  options: VDMSampleConfig | None = None) -> torch.Tensor:
@@ -142,7 +160,7 @@ class VDMBackend(Backend):
         low = low.expand(len(seeds), *low.shape)  # (N, C, T, h, w)
         with self._sampling(nets, seeds, low.device, options) as batch:
             return batch.run(upsampling_denoiser(batch.denoise, low, self._recon_weight(options)),
-                             (VIDEO_CHANNELS, low.shape[2], resolution, resolution))
+                             (self.recipe.data.channels, low.shape[2], resolution, resolution))
 
     @contextlib.contextmanager
     def _sampling(self, nets: Mapping[str, nn.Module], seeds: Sequence[int], device: torch.device,

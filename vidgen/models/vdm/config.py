@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from vidgen.core.config import Recipe, SampleConfig, check_class_labels
+from vidgen.core.config import PredictionSampleConfig, Recipe, check_class_labels
 from vidgen.errors import ConfigError
 
 SamplerName = Literal["ancestral", "pc", "ddim", "heun"]
@@ -125,7 +125,7 @@ class VDMConfig:
 
 
 @dataclass(frozen=True)
-class VDMSampleConfig(SampleConfig):
+class VDMSampleConfig(PredictionSampleConfig):
     """Sampling options of the diffusion backend: the recipe's sample section and `vidgen sample`'s flags.
     The options left null take the model section's value (model.ddim_eta, model.guidance, ...)."""
 

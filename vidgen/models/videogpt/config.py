@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from vidgen.core.config import Recipe, SampleConfig, check_class_labels
+from vidgen.core.config import PredictionSampleConfig, Recipe, SampleConfig, check_class_labels, check_rgb
 from vidgen.errors import ConfigError, UserError
 
 Norm = Literal["batch", "group"]
@@ -89,6 +89,7 @@ class VQVAEConfig:
             raise ConfigError("model.commitment_beta and model.restart_threshold must be >= 0")
 
     def check_recipe(self, recipe: Recipe) -> None:
+        check_rgb(recipe)
         problem = divisibility_problem(recipe.data.frames, recipe.data.resolution, self.downsample)
         if problem:
             raise ConfigError(problem)
@@ -152,6 +153,7 @@ class VideoGPTConfig:
             raise ConfigError("model.num_classes and model.context_frames must be >= 0")
 
     def check_recipe(self, recipe: Recipe) -> None:
+        check_rgb(recipe)
         check_class_labels(self.num_classes, recipe.data.labels)
         if self.context_frames >= recipe.data.frames:
             raise ConfigError(f"model.context_frames ({self.context_frames}) must be fewer than data.frames "
@@ -164,7 +166,7 @@ class VideoGPTConfig:
 
 
 @dataclass(frozen=True)
-class VideoGPTSampleConfig(SampleConfig):
+class VideoGPTSampleConfig(PredictionSampleConfig):
     """Sampling options of the prior: the recipe's sample section and `vidgen sample`'s flags."""
 
     temperature: float = 1.0
@@ -175,9 +177,6 @@ class VideoGPTSampleConfig(SampleConfig):
     """Nucleus sampling: draw among the most likely codes whose probability sums to p, in (0, 1] (null: all)."""
     label: int | None = field(default=None, metadata={"flag": "--class"})
     """Class-conditional priors: the class of every video (null: video i gets class (seed + i) mod classes)."""
-    context: str | None = None
-    """Frame-conditioned priors: a video file whose first model.context_frames frames condition every sample
-    (null: clip i of the run's own training data for video i)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -195,6 +194,11 @@ class VideoGPTSampleConfig(SampleConfig):
                               "unconditional")
         if self.label is not None and not 0 <= self.label < classes:
             raise ConfigError(f"--class {self.label} is out of range; this model has classes 0..{classes - 1}")
-        if self.context is not None and not recipe.model.context_frames:
+        context_frames = recipe.model.context_frames
+        if (self.context is not None or self.context_frames is not None) and not context_frames:
             raise ConfigError("--context needs a frame-conditioned prior (model.context_frames > 0); this one "
                               "is not")
+        if self.context_frames is not None and self.context_frames != context_frames:
+            raise ConfigError(f"{self.key('context_frames')} is {self.context_frames}, but this prior conditions "
+                              f"on exactly {context_frames} (model.context_frames); leave it out or give "
+                              f"{context_frames}")

@@ -19,9 +19,8 @@ from vidgen.core.data.dataset import VideoDataset
 from vidgen.core.data.labels import check_label_range
 from vidgen.core.data.tokens import TokenDataset
 from vidgen.core.frozen import Frozen
-from vidgen.core.layout import read_video_file
 from vidgen.errors import UserError
-from vidgen.models.base import Backend, Batch, FrozenStage, Phase
+from vidgen.models.base import Backend, Batch, FrozenStage, Phase, Prediction
 from vidgen.models.videogpt import gpt
 from vidgen.models.videogpt.config import (VideoGPTConfig, VideoGPTSampleConfig, check_sample_frames,
                                             divisibility_problem)
@@ -128,21 +127,6 @@ class VideoGPTBackend(Backend):
             return None
         return self.dataset_clips(None, seeds, frames, device)
 
-    def _context(self, seeds: Sequence[int], frames: int, device: torch.device,
-                 options: VideoGPTSampleConfig) -> torch.Tensor | None:
-        """The context frames of each video, (N, C, n, H, W): of the --context video, or of its reference clip."""
-        n = self.config.context_frames
-        if not n:
-            return None
-        if options.context is None:
-            return self.references(seeds, frames, device, options)[:, :, :n]
-        video = read_video_file(options.context, device)  # (C, T, H, W)
-        resolution = self.recipe.data.resolution
-        if video.shape[1] < n or video.shape[2:] != (resolution, resolution):
-            raise UserError(f"--context {options.context} is {video.shape[1]} frames of {video.shape[3]}x"
-                            f"{video.shape[2]}; this prior needs {resolution}x{resolution} frames, at least {n} of them")
-        return video[None, :, :n].expand(len(seeds), -1, -1, -1, -1)
-
     def _labels(self, seeds: Sequence[int], label: int | None, device: torch.device) -> torch.Tensor | None:
         classes = self.config.num_classes
         if not classes:
@@ -152,12 +136,38 @@ class VideoGPTBackend(Backend):
     def sample(self, nets: Mapping[str, nn.Module], seeds: Sequence[int], frames: int, device: torch.device,
                options: VideoGPTSampleConfig | None = None) -> torch.Tensor:
         """Videos [N, C, frames, H, W]: codes drawn token by token (video i with the generator of seeds[i] only,
-        any number of latent frames), decoded by the frozen VQ-VAE."""
-        options = options or self.recipe.sample
+        any number of latent frames), decoded by the frozen VQ-VAE. A frame-conditioned prior continues clip i
+        of the run's own data (its reference); `vidgen sample --context` goes through predict() instead."""
+        context = None
+        if self.config.context_frames:
+            context = self.references(seeds, frames, device, options)[:, :, :self.config.context_frames]
+        return self._draw(nets, seeds, frames, device, options or self.recipe.sample, context)
+
+    @property
+    def predicts(self) -> bool:
+        return self.config.context_frames > 0
+
+    def context_frames(self) -> int:
+        return self.config.context_frames
+
+    def predict(self, nets: Mapping[str, nn.Module], context: torch.Tensor, seeds: Sequence[int], frames: int,
+                device: torch.device, options: VideoGPTSampleConfig | None = None) -> Prediction:
+        """The prior draws the codes of the whole clip given its first model.context_frames frames, as in
+        training; the decoded context frames are then replaced by the given ones, so the output starts with
+        them exactly."""
+        n = self.config.context_frames
+        if context.shape[2] != n:
+            raise UserError(f"this prior conditions on exactly {n} frames (model.context_frames), not "
+                            f"{context.shape[2]}; give --context-frames {n}")
+        videos = self._draw(nets, seeds, frames, device, options or self.recipe.sample, context)
+        return Prediction(torch.cat([context, videos[:, :, n:]], dim=2))
+
+    def _draw(self, nets: Mapping[str, nn.Module], seeds: Sequence[int], frames: int, device: torch.device,
+              options: VideoGPTSampleConfig, context: torch.Tensor | None) -> torch.Tensor:
         latent_frames = self._latent_frames(frames)
         generators = [torch.Generator(device).manual_seed(seed) for seed in seeds]
         codes = gpt.sample(nets["prior"], generators, frames=latent_frames,
-                           label=self._labels(seeds, options.label, device),
-                           context=self._context(seeds, frames, device, options), temperature=options.temperature,
-                           top_k=options.top_k, top_p=options.top_p)  # (N, T', H', W')
+                           label=self._labels(seeds, options.label, device), context=context,
+                           temperature=options.temperature, top_k=options.top_k,
+                           top_p=options.top_p)  # (N, T', H', W')
         return nets["vqvae"].network.decode_codes(codes).float().clamp(-1, 1)
