@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 from vidgen.errors import ConfigError
 from vidgen.core.config import SampleConfig
+from vidgen.models.dvg.config import DVGConfig, DVGSampleConfig
 from vidgen.models.stylegan_v.config import StyleGANVConfig, StyleGANVSampleConfig
 from vidgen.models.tganv2.config import TGANv2Config, TGANv2SampleConfig
 from vidgen.models.vdm.config import VDMConfig, VDMSampleConfig
@@ -81,6 +82,12 @@ def _build_videogpt(recipe: Recipe, upstream: FrozenStage) -> Backend:
     return VideoGPTBackend(recipe, upstream)
 
 
+def _build_dvg(recipe: Recipe) -> Backend:
+    from vidgen.models.dvg.backend import DVGBackend
+
+    return DVGBackend(recipe)
+
+
 BACKENDS: dict[str, BackendSpec] = {
     spec.name: spec
     for spec in (
@@ -117,6 +124,12 @@ BACKENDS: dict[str, BackendSpec] = {
                         "data.resolution=16", "data.frames=4", "data.synthetic_videos=64", "data.workers=0",
                         "train.batch_size=4", "train.lr=1e-3", "train.log_every=1", "sample.num=2",
                         "sample.frames=6")),
+        BackendSpec("dvg", "DVG (Shrivastava & Shrivastava 2021): video prediction with a Gaussian-process trigger",
+                    DVGConfig, _build_dvg, DVGSampleConfig, "dvg-tiny", (
+                        "model.width=8", "model.g_dim=8", "model.rnn_size=16", "model.rnn_layers=1",
+                        "model.inducing_points=8", "model.context_frames=2", "data.resolution=16", "data.frames=4",
+                        "data.synthetic_videos=64", "data.workers=0", "train.batch_size=4", "train.log_every=1",
+                        "sample.num=2", "sample.frames=6")),
     )
 }
 
