@@ -327,7 +327,8 @@ def _fake_folder_clips(folder: Path, groups: Sequence[Sequence[Protocol]], opts:
         first = group[0]
         wanted = num_fake or first.num_videos
         selection = select_fake_clips([v.num_frames for v in videos], dataclasses.replace(first, num_videos=wanted))
-        _check_count(len(selection.videos), len(selection.too_short), first, f"FAKE '{folder}'", opts, wanted)
+        check_count(len(selection.videos), len(selection.too_short), first, f"FAKE '{folder}'",
+                    opts.allow_fewer, wanted)
         clips[first.clip_key] = ClipDataset([videos[i] for i in selection.videos], selection.starts, first.frames,
                                             first.stride)
     return clips
@@ -341,12 +342,9 @@ def _real_statistics(real: str, protocols: Sequence[Protocol], detectors: Mappin
         entries = statsfile.load_stats(path)
         stats = {p.name: statsfile.pick_stats(entries, p, detectors[p.detector].sha256, path) for p in protocols}
         for p in protocols:
-            _check_count(stats[p.name].count, stats[p.name].too_short, p, f"REAL stats '{real}'", opts)
+            check_count(stats[p.name].count, stats[p.name].too_short, p, f"REAL stats '{real}'", opts.allow_fewer)
         return stats, {p.name: "file" for p in protocols}
-    spec = parse_synthetic(real, synthetic_defaults)
-    if spec is None and not path.exists():
-        raise UserError(f"REAL '{real}' does not exist; give a dataset folder or zip, "
-                        "'synthetic[:key=value,...]', or a stats .npz written by --save-stats")
+    spec = parse_real(real, synthetic_defaults, "or a stats .npz written by --save-stats")
     fingerprint = spec.fingerprint() if spec is not None else folder_fingerprint(path)
     label = f"REAL '{real}'"
 
@@ -357,12 +355,12 @@ def _real_statistics(real: str, protocols: Sequence[Protocol], detectors: Mappin
         cached = cache_path(cache_dir, fingerprint, protocol, detectors[protocol.detector].sha256, opts.seed)
         entry = _read_cache(cached, protocol, detectors[protocol.detector].sha256) if cache else None
         if entry is not None:
-            _check_count(entry.count, entry.too_short, protocol, label, opts)
+            check_count(entry.count, entry.too_short, protocol, label, opts.allow_fewer)
             stats[protocol.name], origins[protocol.name] = entry, "cache"
 
     missing = [p for p in protocols if p.name not in stats]
     if missing:
-        videos = spec.make_videos() if spec is not None else index_videos(path, "REAL data", opts.warn)
+        videos = real_videos(real, spec, opts.warn)
         for group in _groups(missing):
             for entry in _compute_real(videos, group, detectors[group[0].detector], fingerprint, label, opts):
                 stats[entry.protocol.name], origins[entry.protocol.name] = entry, "computed"
@@ -370,6 +368,24 @@ def _real_statistics(real: str, protocols: Sequence[Protocol], detectors: Mappin
                     cache.save(cache_path(cache_dir, fingerprint, entry.protocol, entry.detector_sha256,
                                           opts.seed), entry)
     return stats, origins
+
+
+def parse_real(real: str, synthetic_defaults: SyntheticSpec, also: str = "") -> SyntheticSpec | None:
+    """The synthetic set that REAL names (`synthetic[:key=value,...]`, unset keys from `synthetic_defaults`), or
+    None for a dataset path; a path that does not exist is one line (`also`: the other kinds of REAL accepted)."""
+    spec = parse_synthetic(real, synthetic_defaults)
+    if spec is None and not Path(real).expanduser().exists():
+        raise UserError(f"REAL '{real}' does not exist; give a dataset folder or zip{', ' if also else ' or '}"
+                        f"'synthetic[:key=value,...]'{', ' + also if also else ''}")
+    return spec
+
+
+def real_videos(real: str, spec: SyntheticSpec | None, warn: Callable[[str], None], channels: int = 3) -> list[Video]:
+    """The videos of REAL: the synthetic set `spec` (parse_real; its own channels), or the readable videos of the
+    dataset read with `channels` channels (1: in grayscale, as a grayscale run's data is)."""
+    if spec is not None:
+        return spec.make_videos()
+    return index_videos(Path(real).expanduser(), "REAL data", warn, channels=channels)
 
 
 @dataclass
@@ -409,7 +425,7 @@ def _compute_real(videos: Sequence[Video], group: Sequence[Protocol], detector: 
     """Real statistics of the protocols in `group` (equal clips) from one pass over the chosen clips."""
     first = group[0]
     selection = select_real_clips([v.num_frames for v in videos], first, opts.seed)
-    count = _check_count(len(selection.videos), len(selection.too_short), first, label, opts)
+    count = check_count(len(selection.videos), len(selection.too_short), first, label, opts.allow_fewer)
     clips = ClipDataset([videos[i] for i in selection.videos], selection.starts, first.frames, first.stride)
     sinks = {p.name: _make_sink(p, detector, count) for p in group}
     with task_progress(opts.console, f"real {'+'.join(p.name for p in group)}", count) as advance:
@@ -425,17 +441,17 @@ def _compute_real(videos: Sequence[Video], group: Sequence[Protocol], detector: 
     return entries
 
 
-def _check_count(count: int, too_short: int, protocol: Protocol, label: str, opts: _Options,
-                 wanted: int | None = None) -> int:
+def check_count(count: int, too_short: int, protocol: Protocol, label: str, allow_fewer: bool,
+                wanted: int | None = None) -> int:
     """The number of clips, unless it breaks the protocol: short videos or fewer videos than `wanted` (default:
     the protocol's count) are errors unless allow_fewer; fewer than 2 is always an error (no covariance, no
     unbiased MMD)."""
     wanted = wanted or protocol.num_videos
-    if too_short and not opts.allow_fewer:
+    if too_short and not allow_fewer:
         raise UserError(f"{too_short} videos in {label} are shorter than {protocol.name}'s clips of "
                         f"{protocol.span} frames (frames={protocol.frames}, stride={protocol.stride}); pass "
                         "--allow-fewer to leave them out, or pick a metric with shorter clips")
-    if count < wanted and not opts.allow_fewer:
+    if count < wanted and not allow_fewer:
         raise UserError(f"{protocol.name} needs {wanted} videos, {label} has {count} long enough; "
                         f"pass --allow-fewer to score with {count} (reported as '{protocol.label(count)}')")
     if count < 2:
@@ -461,14 +477,23 @@ def _open_run(path: Path, device: torch.device, options: Mapping[str, Any]) -> G
     from vidgen.sample import load_for_sampling
 
     recipe, backend = load_for_sampling(path, device)
+    if backend.needs_context:
+        raise UserError(f"FAKE '{path}' is a '{recipe.model.name}' run, which only continues given frames; score it "
+                        "with the prediction metrics, e.g. --metrics pred_psnr_c5_n10_best100,pred_fvd_c5_n10_k100")
     sample = recipe.sample_options(**options)
 
     def generate(seeds: list[int], frames: int) -> torch.Tensor:
         return backend.sample(backend.networks, seeds, frames, device, sample)
 
-    data = recipe.data if recipe.data.source == "synthetic" else DataConfig()
-    synthetic = SyntheticSpec.from_data(data, recipe.run.seed if data is recipe.data else 0)
-    return GeneratorSource(generate, sample.batch_size, synthetic)
+    return GeneratorSource(generate, sample.batch_size, synthetic_of(recipe))
+
+
+def synthetic_of(recipe: Recipe) -> SyntheticSpec:
+    """What `--real synthetic` means next to a run: its own synthetic data (with its seed) if it trained on the
+    synthetic set, else the defaults with seed 0."""
+    if recipe.data.source == "synthetic":
+        return SyntheticSpec.from_data(recipe.data, recipe.run.seed)
+    return SyntheticSpec.from_data(DataConfig(), 0)
 
 
 # ----------------------------------------------------------------------------------------------------------

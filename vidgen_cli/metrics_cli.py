@@ -31,11 +31,16 @@ def eval_command(
     fake: Annotated[Path, typer.Option("--fake", help="A folder of generated videos (scored from frame 0), or "
                                        "a run directory / checkpoint (sampled on the fly with its EMA weights).")],
     metrics: Annotated[str, typer.Option("--metrics", help="Comma-separated: fvd2048_16f, fvd2048_128f, "
-                                         "fvd2048_128f_subsample8f, kvd2048_16f, fid50k.")] = "fvd2048_16f",
+                                         "fvd2048_128f_subsample8f, kvd2048_16f, fid50k; or, for a run that "
+                                         "predicts, prediction metrics given c real frames, n predicted, K futures: "
+                                         "pred_psnr_cC_nN_bestK, pred_ssim_cC_nN_bestK, pred_fvd_cC_nN_kK, "
+                                         "pred_div_cC_nN_kK (not both kinds in one call).")] = "fvd2048_16f",
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here.")] = None,
     fail_above: Annotated[Optional[list[str]], typer.Option(
-        "--fail-above", help="metric=value: exit 1 if the metric is above value (repeatable).")] = None,
-    seed: Annotated[int, typer.Option(help="Picks the real clips; fake sample i uses seed + i.")] = 0,
+        "--fail-above", help="metric=value: exit 1 if the metric is above value (repeatable; of the prediction "
+                             "metrics, pred_fvd only).")] = None,
+    seed: Annotated[int, typer.Option(help="Picks the real clips; fake sample i uses seed + i (prediction: future k "
+                                           "of test video j uses seed + j*K + k).")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     allow_fewer: Annotated[bool, typer.Option(
         "--allow-fewer", help="Score with fewer videos than the protocol asks for (labelled with the count), "
@@ -55,38 +60,60 @@ def eval_command(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write cached real statistics.")] = False,
     num: Annotated[Optional[int], typer.Option(
         "--num", help="Score N fake videos per metric instead of the protocol's count (a run generates N, a "
-                      "folder gives its first N); labelled with the count, e.g. 'fvd2048_16f (n=N)'.")] = None,
+                      "folder gives its first N; prediction: N test videos instead of 256); labelled with the "
+                      "count, e.g. 'fvd2048_16f (n=N)'.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", help="Prediction metrics: write their per-frame curves (PSNR, SSIM, diversity) to this "
+                       ".png.")] = None,
 ) -> None:
-    """Score generated videos against real data with FVD / KVD / FID; a CI gate with --fail-above."""
+    """Score generated videos against real data with FVD / KVD / FID, or a predicting run's continuations of real
+    clips with PSNR / SSIM / FVD / diversity; a CI gate with --fail-above."""
     from vidgen.errors import ConfigError, UserError
-    from vidgen.metrics.gate import exceeded, parse_thresholds
+    from vidgen.metrics.gate import exceeded
 
     # Usage errors first (exit 2), before any detector or video is loaded.
-    thresholds = parse_thresholds(fail_above or [], metrics)
+    predicting, thresholds = _check_metrics(metrics, fail_above or [], num, save_stats, plot)
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     if workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {workers}")
     detector_files = _parse_detector_files(detector_file or [])
+    sample_options = {name: value for name, value in (("batch_size", sample_batch_size), ("steps", steps))
+                      if value is not None}
 
     from vidgen.core.run_dir import check_output_file, write_atomically
-    from vidgen.evaluate import OutputNotWritten, evaluate  # imports torch
 
-    if json_out is not None:  # before the work: a bad path must not cost the scores (--save-stats: in evaluate)
-        check_output_file(json_out, "--json", "results.json")
+    # Before the work: a bad path must not cost the scores (--save-stats: in evaluate).
+    for path, option, example in ((json_out, "--json", "results.json"), (plot, "--plot", "curves.png")):
+        if path is not None:
+            check_output_file(path, option, example)
     unwritten: list[str] = []
-    try:
-        result = evaluate(real, fake, metrics, seed=seed, device=device, allow_fewer=allow_fewer,
-                          save_stats=save_stats, detector_dir=detector_dir, detector_files=detector_files,
-                          batch_size=batch_size, workers=workers,
-                          sample_options={name: value for name, value in (("batch_size", sample_batch_size),
-                                                                          ("steps", steps)) if value is not None},
-                          use_cache=not no_cache, num_fake=num, console=err)
-    except OutputNotWritten as exc:  # the scores exist: show them, then say what was not saved
-        result = exc.result
-        unwritten.append(exc.what)
+    if predicting:
+        from vidgen.evaluate_prediction import evaluate_prediction  # imports torch
+
+        result = evaluate_prediction(real, fake, metrics, seed=seed, device=device, allow_fewer=allow_fewer,
+                                     num=num, batch_size=batch_size, workers=workers, sample_options=sample_options,
+                                     detector_dir=detector_dir, detector_files=detector_files, console=err)
+        table = _prediction_table(result, thresholds)
+    else:
+        from vidgen.evaluate import OutputNotWritten, evaluate  # imports torch
+
+        try:
+            result = evaluate(real, fake, metrics, seed=seed, device=device, allow_fewer=allow_fewer,
+                              save_stats=save_stats, detector_dir=detector_dir, detector_files=detector_files,
+                              batch_size=batch_size, workers=workers, sample_options=sample_options,
+                              use_cache=not no_cache, num_fake=num, console=err)
+        except OutputNotWritten as exc:  # the scores exist: show them, then say what was not saved
+            result = exc.result
+            unwritten.append(exc.what)
+        table = _results_table(result, thresholds)
     failed = exceeded(result.values(), thresholds)
-    out.print(_results_table(result, thresholds))
+    out.print(table)
+    if plot is not None:
+        try:
+            result.plot(plot)
+        except OSError as exc:
+            unwritten.append(f"--plot {plot} ({exc.strerror or exc})")
     if json_out is not None:
         try:
             write_atomically(json_out, json.dumps(result.to_json(thresholds), indent=2) + "\n")  # CI reads it whole
@@ -100,6 +127,38 @@ def eval_command(
                         "space or choose another path")
     if failed:
         raise typer.Exit(1)
+
+
+def _check_metrics(metrics: str, fail_above: list[str], num: Optional[int], save_stats: Optional[Path],
+                   plot: Optional[Path]) -> tuple[bool, dict[str, float]]:
+    """(whether these are prediction metrics, the --fail-above thresholds), or a usage error (ConfigError). One
+    call scores one kind: the unconditional metrics, or the prediction metrics (pred_*) of a run that predicts."""
+    from vidgen.errors import ConfigError
+    from vidgen.metrics.gate import parse_thresholds
+    from vidgen.metrics.prediction import (check_num, get_prediction_protocols, is_prediction_metric,
+                                           parse_prediction_thresholds)
+
+    names = [name.strip() for name in metrics.split(",")]
+    predicting = [name for name in names if is_prediction_metric(name)]
+    if not predicting:
+        if plot is not None:
+            raise ConfigError("--plot draws the per-frame curves of the prediction metrics (pred_*); the "
+                              "unconditional metrics have none")
+        return False, parse_thresholds(fail_above, metrics)
+    if len(predicting) != len(names):
+        raise ConfigError("prediction metrics (pred_*) and unconditional ones (fvd2048_16f, ...) score different "
+                          "things; ask for them in separate `vidgen eval` calls")
+    protocols = get_prediction_protocols(metrics)
+    check_num(num, protocols)
+    if save_stats is not None:
+        raise ConfigError("--save-stats saves the real statistics of the unconditional metrics; prediction metrics "
+                          "read the real clips themselves (their first frames are the context)")
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise ConfigError(f"--plot writes a PNG; give a path ending in .png, not '{plot}'")
+    if plot is not None and not any(p.has_curve for p in protocols):
+        raise ConfigError("--plot draws per-frame curves, and FVD has none; add pred_psnr, pred_ssim or pred_div "
+                          "metrics, or drop --plot")
+    return True, parse_prediction_thresholds(fail_above, protocols)
 
 
 def _parse_detector_files(items: list[str]) -> dict[str, Path]:
@@ -126,6 +185,21 @@ def _results_table(result, thresholds: dict[str, float]) -> Table:  # noqa: ANN0
         limit = thresholds.get(m.name)
         status = "" if limit is None else "[green]ok[/green]" if m.value <= limit else "[red]exceeded[/red]"
         table.add_row(m.label, f"{m.value:.4f}", str(m.num_real), str(m.num_fake), m.real_stats,
+                      "" if limit is None else f"{limit:g}", status)
+    return table
+
+
+def _prediction_table(result, thresholds: dict[str, float]) -> Table:  # noqa: ANN001 - a PredictionResult
+    table = Table(title=f"{result.fake} continuing {result.real}")
+    table.add_column("metric", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    for name in ("c", "n", "K", "videos", "limit", ""):
+        table.add_column(name, justify="right" if name in ("c", "n", "K", "videos") else "left")
+    for m in result.metrics:
+        limit = thresholds.get(m.name)
+        status = "" if limit is None else "[green]ok[/green]" if m.value <= limit else "[red]exceeded[/red]"
+        p = m.protocol
+        table.add_row(m.label, f"{m.value:.4f}", str(p.context), str(p.frames), str(p.samples), str(m.num_videos),
                       "" if limit is None else f"{limit:g}", status)
     return table
 

@@ -12,6 +12,7 @@
     sources.py    real and fake video sources, dataset fingerprints
     statsfile.py  real statistics on disk (--save-stats, the cache)
     quality.py    per-frame PSNR and SSIM, best-of-K selection, diversity of K futures (video prediction)
+    prediction.py the prediction protocols (pred_ssim_c5_n10_best100, ...), their curves, streaming diversity, plots
 
-The library entry point is vidgen.evaluate.evaluate. Nothing here imports torch at package import.
+The library entry points are vidgen.evaluate.evaluate and, for prediction, vidgen.evaluate_prediction. Nothing here imports torch at package import.
 """
