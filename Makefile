@@ -53,6 +53,7 @@ bench: setup
 	$(VIDGEN) train videogpt-tiny-vqvae
 	$(PY) benchmarks/bench_videogpt.py --quick $(if $(VIDEOGPT_OFFICIAL),--official $(VIDEOGPT_OFFICIAL))
 	$(PY) benchmarks/bench_tganv2.py   # sparse vs dense multi-level training vs StyleGAN-V: step time, peak memory
+	$(PY) benchmarks/bench_dvg.py      # DVG: 100-frame rollouts with and without the GP trigger, the GP's cost
 
 clean:
 	rm -rf $(VENV) $(DEMO) runs .pytest_cache

@@ -128,7 +128,7 @@ def sample(
     top_p: Annotated[Optional[float], typer.Option(help="VideoGPT: nucleus sampling, among the most likely codes whose probability sums to p, in (0, 1].")] = None,
     context: Annotated[Optional[Path], typer.Option(help="Predict: a video whose first --context-frames frames every sample continues (DVG, VDM, frame-conditioned VideoGPT); --num K gives K futures of it.")] = None,
     context_frames: Annotated[Optional[int], typer.Option(help="Predict: frames of --context to condition on (default: the model's own count); --frames counts them too.")] = None,
-    trigger: Annotated[Optional[str], typer.Option(help="DVG: when a new future is drawn from the Gaussian process: gp (its variance trigger, default), none (the LSTM only) or every:M (every M-th predicted frame).")] = None,
+    trigger: Annotated[Optional[str], typer.Option(help="DVG: when a predicted frame is drawn from the Gaussian process instead of the LSTM: gp (the first predicted frame, then the variance trigger; default), none (the LSTM alone) or every:M (every M-th predicted frame).")] = None,
     trigger_window: Annotated[Optional[int], typer.Option(help="DVG, --trigger gp: the recent frames whose GP variances set the threshold (default 12).")] = None,
     reconstruct: Annotated[Optional[str], typer.Option(help="VQ-VAE: reconstruct the clips of this dataset (a folder, zip or 'synthetic'; default: the run's data), written beside the originals with PSNR and SSIM.")] = None,
     device: DeviceOpt = "auto",

@@ -60,6 +60,22 @@ def test_the_loss_and_its_parts(make_backend):
     assert all(p.grad is not None for p in model.networks.parameters()), "every network is trained"
 
 
+def test_a_detached_latent_target_trains_the_lstm_and_the_gp_alike_but_not_the_encoder(make_backend):
+    """Same losses either way; the latent loss and the ELBO then reach the encoder only through their inputs."""
+    video = contexts(4, 6)
+    grads, losses = [], []
+    for detach in (False, True):
+        model = make_backend(detach_latent_target=detach)
+        loss, logged = model.loss("main", {"video": video}, model.networks, torch.Generator())
+        loss.backward()
+        losses.append(logged)
+        grads.append({name: p.grad.clone() for name, p in model.networks.named_parameters()})
+    assert losses[0] == losses[1]
+    for name in grads[0]:
+        same = torch.allclose(grads[0][name], grads[1][name], rtol=1e-5, atol=1e-9)
+        assert same == (not name.startswith("encoder.")), name
+
+
 def test_the_scaled_loss_takes_the_reference_adam_steps():
     """Adam on LOSS_SCALE x loss with epsilon ADAM_EPS steps as Adam on the loss with PyTorch's epsilon 1e-8."""
     torch.manual_seed(0)

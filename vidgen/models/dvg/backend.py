@@ -132,7 +132,8 @@ class DVGBackend(Backend):
             h_pred, state = predictor(h[i - 1], state)
             predictions.append(h_pred)
         h_pred = torch.stack(predictions).flatten(0, 1)  # [(T-1) B, g]
-        h_in, h_target = h[:-1].flatten(0, 1), h[1:].flatten(0, 1)  # [(T-1) B, g] each
+        h_in, h_next = h[:-1].flatten(0, 1), h[1:].flatten(0, 1)  # [(T-1) B, g] each
+        h_target = h_next.detach() if cfg.detach_latent_target else h_next  # of the latent loss and the ELBO
         target = x.permute(2, 0, 1, 3, 4)[1:].flatten(0, 1)  # [(T-1) B, C, R, R]
 
         # --- Skips of step i: the last context frame's (frame i - 1 while that is a context frame), or frame
@@ -150,7 +151,7 @@ class DVGBackend(Backend):
 
         # --- Decode; each term is the reference's sum over steps of per-step means ---
         steps = T - 1
-        ae_mse = steps * F.mse_loss(decoder(h_target, step_skips).float(), target)
+        ae_mse = steps * F.mse_loss(decoder(h_next, step_skips).float(), target)
         mse = steps * F.mse_loss(decoder(h_pred, step_skips).float(), target)
         latent_mse = steps * F.mse_loss(h_pred.float(), h_target.float())
         gp_mse = steps * F.mse_loss(decoder(gp_mean, step_skips).float(), target)

@@ -61,6 +61,12 @@ class DVGConfig:
     """Weight of the MSE of the frame decoded from the GP's predictive mean."""
     elbo_weight: float = 1.0
     """Weight of the GP's negative variational ELBO (summed over the latent dimensions and frames)."""
+    detach_latent_target: bool = False
+    """Whether the latent loss and the GP's ELBO see the next frame's latent without its gradient (a stop-gradient
+    target), so that they train the LSTM and the GP to follow the encoder. False is the released code, whose
+    targets also train the encoder: both losses then fall by making the latents constant, through the scale of the
+    encoder's last BatchNorm, and in a short run (dvg-tiny, 4,500 steps) the latents' spread fell to 0.004, below
+    the GP's noise floor (GPyTorch's 1e-4 variance), so every GP draw jumped far off the data."""
 
     def __post_init__(self) -> None:
         for key in ("width", "g_dim", "rnn_size", "rnn_layers", "inducing_points", "context_frames"):
