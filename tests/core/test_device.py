@@ -222,3 +222,17 @@ def test_the_default_device_is_one_describe_devices_calls_available():
     default = resolve_device("auto")
     available = {row["device"] for row in describe_devices() if row["available"] == "yes"}
     assert str(default) in available
+
+
+def test_bf16_autocast_convolves_a_one_frame_rgb_video_correctly():
+    """oneDNN's AMX bf16 kernels got this shape wrong (relative error ~1); importing vidgen selects its AVX-512 BF16
+    ones (vidgen/__init__.py). Within bfloat16's rounding of a 27-term sum on CPUs with or without AMX."""
+    import vidgen  # noqa: F401 - the import sets the kernel choice before the first convolution
+
+    conv = torch.nn.Conv3d(3, 8, 3, padding=1)
+    x = torch.rand(4, 3, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        want = conv(x)
+        with autocast(torch.device("cpu"), "bf16"):
+            got = conv(x).float()
+    assert (got - want).abs().max() <= 0.02 * want.abs().max()
