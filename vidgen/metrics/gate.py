@@ -13,7 +13,12 @@ from vidgen.metrics.protocols import Protocol, get_protocols
 def parse_thresholds(items: Sequence[str], metrics: str | Sequence[str | Protocol]) -> dict[str, float]:
     """`name=value` items into {name: value}. A malformed item, an unknown metric, or a metric that is not
     among those asked for is a ConfigError (a usage error: exit code 2)."""
-    names = [p.name for p in get_protocols(metrics)]
+    return parse_threshold_items(items, [p.name for p in get_protocols(metrics)], example="fvd2048_16f=300")
+
+
+def parse_threshold_items(items: Sequence[str], names: Sequence[str], example: str) -> dict[str, float]:
+    """`name=value` items into {name: value}, each name among `names` (the metrics asked for); `example` shows
+    the form in the error of a malformed item."""
     thresholds = {}
     for item in items:
         name, sep, text = item.partition("=")
@@ -23,7 +28,7 @@ def parse_thresholds(items: Sequence[str], metrics: str | Sequence[str | Protoco
         except ValueError:
             value = math.nan
         if not sep or not math.isfinite(value):
-            raise ConfigError(f"--fail-above '{item}' must look like metric=number, e.g. fvd2048_16f=300")
+            raise ConfigError(f"--fail-above '{item}' must look like metric=number, e.g. {example}")
         if name not in names:
             raise ConfigError(f"--fail-above names '{name}', which is not among the metrics asked for "
                               f"({', '.join(names)}); add it to --metrics or drop the threshold")

@@ -17,7 +17,6 @@ No torch import at module level: `vidgen --help` and the usage checks of `vidgen
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from vidgen.core.atomic import atomic_file
 from vidgen.errors import ConfigError
+from vidgen.metrics.gate import parse_threshold_items
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -160,24 +160,11 @@ def prediction_groups(protocols: Sequence[PredictionProtocol]) -> list[list[Pred
 def parse_prediction_thresholds(items: Sequence[str], protocols: Sequence[PredictionProtocol]) -> dict[str, float]:
     """`--fail-above name=value` for prediction metrics: FVD only, since the gate fails a score above its limit and
     PSNR, SSIM and diversity are better higher. A bad item is a one-line ConfigError."""
-    by_name = {p.name: p for p in protocols}
-    thresholds = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        name = name.strip()
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not sep or not math.isfinite(value):
-            raise ConfigError(f"--fail-above '{item}' must look like metric=number, e.g. pred_fvd_c5_n10_k100=300")
-        if name not in by_name:
-            raise ConfigError(f"--fail-above names '{name}', which is not among the metrics asked for "
-                              f"({', '.join(by_name)}); add it to --metrics or drop the threshold")
-        if by_name[name].quantity != "fvd":
-            raise ConfigError(f"--fail-above fails a score above its limit, and {name} is better higher; only "
-                              "pred_fvd_* can be gated")
-        thresholds[name] = value
+    thresholds = parse_threshold_items(items, [p.name for p in protocols], example="pred_fvd_c5_n10_k100=300")
+    for protocol in protocols:
+        if protocol.name in thresholds and protocol.quantity != "fvd":
+            raise ConfigError(f"--fail-above fails a score above its limit, and {protocol.name} is better higher; "
+                              "only pred_fvd_* can be gated")
     return thresholds
 
 

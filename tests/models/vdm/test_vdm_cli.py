@@ -80,8 +80,8 @@ def test_upsample_keeps_the_input_length(run: Path, clip: Path, tmp_path: Path) 
     (["--steps", "0"], 2, "sample.steps (--steps) must be > 0"),
     (["--eta", "nan"], 2, "'sample.eta' must be a finite number"),
     (["--num", "0"], 2, "sample.num (--num) must be > 0"),
-    (["--truncation", "0.5"], 2, "--truncation does not apply to a 'vdm' model; its own options are --steps, "
-                                 "--sampler, --eta, --class"),
+    (["--truncation", "0.5"], 2, "--truncation does not apply to a 'vdm' model; its own options are --context, "
+                                 "--context-frames, --steps, --sampler, --eta, --class"),
 ])
 def test_bad_sampling_options_are_one_line(run: Path, clip: Path, tmp_path: Path, args, code, message) -> None:
     result = sample(run, tmp_path / "s", *[a.format(clip=clip) for a in args], check=False)
