@@ -31,6 +31,8 @@ from vidgen.core.data.tokens import TokenDataset
 from vidgen.core.device import check_precision, configure_backends, memory_allocated_mb, resolve_device
 from vidgen.core.distributed import DistInfo
 from vidgen.core.ema import ema_decay, update_ema
+from vidgen.core.io import read_video
+from vidgen.core.loggers import log_image, log_scalars, make_loggers, preview_still
 from vidgen.core.progress import training_progress
 from vidgen.core.run_dir import MetricsLog, RunDir
 from vidgen.errors import ConfigError, UserError
@@ -181,7 +183,10 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
     step_context = StepContext(cfg, dev, networks, dist, streams_per_rank)
     nonfinite_in_a_row = 0
     interrupted = False
-    with _stop_on_signals(under_torchrun=dist.active) as stop, \
+    # The viewers of train.loggers beside metrics.jsonl (rank 0), closed however training ends.
+    with make_loggers(cfg.loggers, run.root, recipe, dist.is_main, functools.partial(_warn, console),
+                      resume_step=state.step if resume_from else None) as loggers, \
+            _stop_on_signals(under_torchrun=dist.active) as stop, \
             training_progress(console, total=cfg.max_steps, completed=state.step) as progress:
         timer = time.perf_counter()
         while state.step < cfg.max_steps:
@@ -229,6 +234,7 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
                           "sec_per_step": elapsed / steps_done,
                           "peak_mem_mb": memory_allocated_mb(dev)}
                 log.write(record)
+                log_scalars(loggers, record)
                 progress.log_record(record)
             if is_log_step:
                 timer = time.perf_counter()
@@ -237,13 +243,18 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
             if state.step % cfg.checkpoint_every == 0:
                 last_checkpoint = _save(state, recipe, run, dist)
             if cfg.sample_every and state.step % cfg.sample_every == 0 and dist.is_main:
-                write_preview(backend, state.sampling_networks(), recipe, run.samples / f"step-{state.step:08d}.mp4", dev)
+                preview = run.samples / f"step-{state.step:08d}.mp4"
+                write_preview(backend, state.sampling_networks(), recipe, preview, dev)
+                if loggers:  # the viewers show images: the grid's first, middle and last frame
+                    log_image(loggers, state.step, "samples/preview", preview_still(read_video(preview)))
             if cfg.eval_every and state.step % cfg.eval_every == 0:
                 best = False
                 scored = score_during_training(backend, state.sampling_networks(), recipe, dev, console, dist)  # every rank
                 if scored is not None:  # rank 0
                     label, score = scored
-                    log.write({"step": state.step, f"eval/{cfg.eval_metric}": score})
+                    record = {"step": state.step, f"eval/{cfg.eval_metric}": score}
+                    log.write(record)
+                    log_scalars(loggers, record)
                     console.print(f"step {state.step}  {label} {score:.4g}", highlight=False)
                     if state.best_score is None or score < state.best_score:
                         state.best_score, best = score, True
@@ -258,6 +269,10 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
         console.print(f"Interrupted: saved step {state.step} to {last_checkpoint}; run the same command "
                       "again to resume.")
     return TrainResult(run.root, state.step, last_checkpoint, interrupted, dist.is_main)
+
+
+def _warn(console: Console, message: str) -> None:
+    console.print(f"[yellow]{escape(message)}[/yellow]", highlight=False, soft_wrap=True)
 
 
 def _nonfinite_message(step: int, in_a_row: int, last_checkpoint: Path | None) -> str:

@@ -27,6 +27,8 @@ if typing.TYPE_CHECKING:
 
 Precision = Literal["fp32", "bf16", "fp16"]
 LRDecay = Literal["none", "cosine", "linear"]
+KNOWN_LOGGERS = ("jsonl", "tensorboard", "wandb")
+"""The names train.loggers accepts (vidgen/core/loggers.py)."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,10 @@ class TrainConfig:
     """A step whose loss is NaN or infinite on any rank is skipped (no optimizer step, no EMA update) and
     counted in metrics.jsonl; this many skipped steps in a row stop the run with an error (fp16 steps whose
     gradients overflow are the grad scaler's business and do not count)."""
+    loggers: tuple[str, ...] = ("jsonl", "tensorboard")
+    """Where the training scalars (and the preview images) go: jsonl (metrics.jsonl, always written),
+    tensorboard (event files in RUN_DIR/tensorboard/), wandb (Weights & Biases; WANDB_MODE=offline keeps it
+    local). A viewer whose package is missing is named once at start-up and left out."""
 
     def __post_init__(self) -> None:
         _check_positive(self, "train", ("max_steps", "batch_size", "grad_accum", "lr", "ema_halflife_videos",
@@ -174,6 +180,9 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if not all(0.0 <= b < 1.0 for b in self.betas):
             raise ConfigError(f"train.betas must lie in [0, 1), got {list(self.betas)}")
+        for name in self.loggers:
+            if name not in KNOWN_LOGGERS:
+                raise ConfigError(f"train.loggers: unknown logger '{name}'; known: {', '.join(KNOWN_LOGGERS)}")
 
 
 @dataclass(frozen=True)
