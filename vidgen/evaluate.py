@@ -7,6 +7,12 @@
 - fake: a folder of videos (each scored from frame 0), or a run directory / checkpoint, sampled on the fly
   with its EMA weights (nothing is written).
 
+    evaluate_repeats(real, fake, metrics, repeats=5) -> EvalResult with each value the mean of 5 draws, and std
+    evaluate_repeats(*split_halves("data"), metrics) -> the real-versus-real floor of "data"
+
+evaluate_repeats is a loop around evaluate() over independent seeds; split_halves makes two disjoint halves of
+one dataset (DatasetHalf), one scored as REAL, the other as FAKE with real-style clips.
+
 Stages: resolve the protocols and load the detectors (verifying their weights) -> open the fake source ->
 real statistics per protocol (from a stats file, the cache, or by extracting features) -> fake statistics
 -> the distance of each protocol. Protocols that see the same clips (fvd2048_16f and kvd2048_16f) share one
@@ -20,10 +26,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import torch
 from rich.console import Console
@@ -55,6 +62,7 @@ if TYPE_CHECKING:
 
 JSON_SCHEMA = "vidgen-eval/1"
 RealOrigin = Literal["computed", "cache", "file"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -68,8 +76,14 @@ class MetricResult:
     detector_sha256: str
     num_real: int
     num_fake: int
-    real_stats: RealOrigin
-    """Where the real statistics came from: computed now, the cache, or a stats file."""
+    real_stats: RealOrigin | str
+    """Where the real statistics came from: computed now, the cache, or a stats file (several draws: their
+    origins joined by '+', e.g. 'cache+computed')."""
+    std: float | None = None
+    """Several draws (evaluate_repeats): the sample standard deviation (ddof 1) of their values; `value` is
+    their mean."""
+    draws: tuple[float, ...] = ()
+    """Several draws: the value of each, in seed order (empty for one)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,8 @@ class EvalResult:
     seed: int
     device: str
     saved_stats: str | None = None
+    seeds: tuple[int, ...] = ()
+    """Several draws (evaluate_repeats): the seed of each; `seed` is the first."""
 
     def __getitem__(self, name: str) -> MetricResult:
         for metric in self.metrics:
@@ -106,11 +122,14 @@ class EvalResult:
                 "value": m.value, "label": m.label, "num_real": m.num_real, "num_fake": m.num_fake,
                 "real_stats": m.real_stats, "detector": {"name": m.detector, "sha256": m.detector_sha256},
                 "protocol": m.protocol.to_dict(),
+                # Several draws: value is their mean (what the gate compares).
+                **({"std": m.std, "values": list(m.draws), "repeats": len(m.draws)} if m.draws else {}),
             } for m in self.metrics},
             "thresholds": thresholds,
             "exceeded": [name for name, _, _ in failed],
             "passed": not failed,
             "saved_stats": self.saved_stats,
+            **({"seeds": list(self.seeds)} if self.seeds else {}),
         }
 
 
@@ -126,6 +145,84 @@ class OutputNotWritten(UserError):
 
 # ----------------------------------------------------------------------------------------------------------
 # Evaluation
+
+
+@dataclass(frozen=True)
+class DatasetHalf:
+    """One of two disjoint halves of a dataset, for the real-versus-real floor (split_halves): the videos at even
+    (half 0) or odd (half 1) positions of its video list (a folder's, sorted by name; the synthetic set's, by
+    index). Even/odd rather than a seeded permutation: the halves do not change with the seed, so each half's
+    real statistics are cached like a dataset's, and repeated draws vary the clips only.
+
+    As REAL, a half is scored as any dataset (its clips from the seed). As FAKE, its clips are taken as real
+    clips are (a random subset when it has more videos than wanted, a random offset per video), not from frame 0:
+    a dataset's videos are not aligned at t = 0 as generated ones are. They are drawn from seed + 1, so that the
+    two halves' subsets and offsets are independent draws rather than the same positions twice."""
+
+    data: str
+    half: Literal[0, 1]
+
+    def __str__(self) -> str:
+        return f"{self.data} [{('even', 'odd')[self.half]} half]"
+
+    def videos(self, warn: Callable[[str], None]) -> list[Video]:
+        spec = parse_real(self.data, SyntheticSpec.from_data(DataConfig(), 0))
+        return halves(real_videos(self.data, spec, warn))[self.half]
+
+
+def split_halves(data: str | Path) -> tuple[DatasetHalf, DatasetHalf]:
+    """(REAL, FAKE) for the real-versus-real floor of `data`: its even- and odd-position videos."""
+    return DatasetHalf(str(data), 0), DatasetHalf(str(data), 1)
+
+
+def halves(items: Sequence[T]) -> tuple[list[T], list[T]]:
+    """The items at even positions and those at odd positions: disjoint, and together all of them."""
+    return list(items[0::2]), list(items[1::2])
+
+
+def evaluate_repeats(real: str | Path | DatasetHalf, fake: str | Path | GeneratorSource | DatasetHalf,
+                     metrics: str | Sequence[str | Protocol], *, repeats: int = 1, seed: int = 0,
+                     num_fake: int | None = None, save_stats: Path | None = None, console: Console | None = None,
+                     **options: Any) -> EvalResult:
+    """evaluate() over `repeats` independent draws: each metric's value is their mean, with the std and every
+    draw's value; one draw is evaluate() itself, unchanged. Draw r runs with seed_r = seed + r·N, N the fake
+    videos per metric (num_fake, else the largest protocol count): a run as FAKE generates the seeds seed_r ..
+    seed_r + N − 1, which no other draw uses, and the real clips (subset and offsets) are drawn from seed_r, each
+    draw's real statistics cached under its own seed. A FAKE folder has fixed videos, so only the real clips
+    change. `save_stats` saves the first draw's real statistics. `options`: evaluate()'s other keywords."""
+    if repeats < 1:
+        raise ConfigError(f"--repeats must be >= 1 (the number of draws), got {repeats}")
+    if repeats == 1:
+        return evaluate(real, fake, metrics, seed=seed, num_fake=num_fake, save_stats=save_stats, console=console,
+                        **options)
+    protocols = get_protocols(metrics)
+    count = num_fake or max(p.num_videos for p in protocols)
+    seeds = [seed + r * count for r in range(repeats)]
+    console = console or Console(stderr=True)
+    draws, unwritten = [], None
+    for r, draw_seed in enumerate(seeds):
+        console.print(f"draw {r + 1}/{repeats} (seed {draw_seed})", highlight=False)
+        try:
+            draws.append(evaluate(real, fake, protocols, seed=draw_seed, num_fake=num_fake,
+                                  save_stats=save_stats if r == 0 else None, console=console, **options))
+        except OutputNotWritten as exc:  # the scores exist: finish the draws, then say what was not written
+            draws.append(exc.result)
+            unwritten = exc.what
+    result = _combine_draws(draws, seeds)
+    if unwritten is not None:
+        raise OutputNotWritten(unwritten, result)
+    return result
+
+
+def _combine_draws(draws: Sequence[EvalResult], seeds: Sequence[int]) -> EvalResult:
+    """The first draw's result with each value replaced by the draws' mean, and their std and values."""
+    metrics = []
+    for first in draws[0].metrics:
+        values = [draw[first.name].value for draw in draws]
+        origins = "+".join(sorted({draw[first.name].real_stats for draw in draws}))
+        metrics.append(dataclasses.replace(first, value=statistics.fmean(values), std=statistics.stdev(values),
+                                           draws=tuple(values), real_stats=origins))
+    return dataclasses.replace(draws[0], metrics=tuple(metrics), seeds=tuple(seeds))
 
 
 @dataclass(frozen=True)
@@ -174,7 +271,8 @@ class GeneratorSource:
     others contribute_generated_statistics())."""
 
 
-def evaluate(real: str | Path, fake: str | Path | GeneratorSource, metrics: str | Sequence[str | Protocol], *, seed: int = 0,
+def evaluate(real: str | Path | DatasetHalf, fake: str | Path | GeneratorSource | DatasetHalf,
+             metrics: str | Sequence[str | Protocol], *, seed: int = 0,
              device: str = "auto", allow_fewer: bool = False, save_stats: Path | None = None,
              detector_dir: Path | None = None, detector_files: Mapping[str, Path] | None = None,
              batch_size: int = 4, workers: int = 2, sample_options: Mapping[str, Any] | None = None,
@@ -188,7 +286,8 @@ def evaluate(real: str | Path, fake: str | Path | GeneratorSource, metrics: str 
     sampling options in place of its recipe's (e.g. {"steps": 50, "batch_size": 16}), checked as `vidgen sample`
     checks them. `num_fake`: score this many fake videos per protocol instead of its count (a run generates
     them, a folder gives its first ones), labelled with the count. `save_stats` is checked before any work; if
-    writing it fails after scoring, OutputNotWritten carries the result."""
+    writing it fails after scoring, OutputNotWritten carries the result. A DatasetHalf as REAL and FAKE (split_halves)
+    scores one half of a dataset against the other; `num_fake` then caps both halves."""
     if batch_size < 1 or workers < 0:
         raise ConfigError(f"batch size must be >= 1 and workers >= 0, got {batch_size} and {workers}")
     protocols = get_protocols(metrics)
@@ -210,6 +309,8 @@ def evaluate(real: str | Path, fake: str | Path | GeneratorSource, metrics: str 
     # --- Fake source: checked before any real-side work (an empty folder, too few or too short videos) ----
     if isinstance(fake, GeneratorSource):
         fake_path, fake_run = Path("<generator>"), fake
+    elif isinstance(fake, DatasetHalf):
+        fake_path, fake_run = fake, None
     else:
         fake_path = Path(fake)
         fake_run = _open_run(fake_path, dev, sample_options or {}) if is_run(fake_path) else None
@@ -217,9 +318,10 @@ def evaluate(real: str | Path, fake: str | Path | GeneratorSource, metrics: str 
     fake_clips = {} if fake_run is not None else _fake_folder_clips(fake_path, groups, opts, num_fake)
 
     # --- Real statistics: a stats file, the cache, or one pass per group of protocols --------------------
-    real_stats, origins = _real_statistics(str(real), protocols, detectors, opts, use_cache,
-                                           Path(cache_dir) if cache_dir else vidgen_home() / "stats",
-                                           fake_run.synthetic if fake_run else SyntheticSpec.from_data(DataConfig(), 0))
+    real_stats, origins = _real_statistics(real if isinstance(real, DatasetHalf) else str(real), protocols, detectors,
+                                           opts, use_cache, Path(cache_dir) if cache_dir else vidgen_home() / "stats",
+                                           fake_run.synthetic if fake_run else SyntheticSpec.from_data(DataConfig(), 0),
+                                           num_fake if isinstance(real, DatasetHalf) else None)
 
     # --- Fake statistics: one pass per group ------------------------------------------------------------
     fake_stats: dict[str, MomentAccumulator | FeatureBank] = {}
@@ -317,16 +419,19 @@ def _generated_statistics(source: GeneratorSource, group: Sequence[Protocol], de
     return merged
 
 
-def _fake_folder_clips(folder: Path, groups: Sequence[Sequence[Protocol]], opts: _Options,
+def _fake_folder_clips(folder: Path | DatasetHalf, groups: Sequence[Sequence[Protocol]], opts: _Options,
                        num_fake: int | None) -> dict[tuple, ClipDataset]:
     """Per group of protocols, the clips of a folder of generated videos (the first `num_fake`, or the
-    protocol's count, of the videos long enough, from frame 0), after checking there are enough of them."""
-    videos = index_videos(folder, "FAKE folder", opts.warn)
+    protocol's count, of the videos long enough, from frame 0), or of a dataset half (as real clips, from
+    seed + 1: DatasetHalf), after checking there are enough of them."""
+    half = isinstance(folder, DatasetHalf)
+    videos = folder.videos(opts.warn) if half else index_videos(folder, "FAKE folder", opts.warn)
     clips = {}
     for group in groups:
         first = group[0]
         wanted = num_fake or first.num_videos
-        selection = select_fake_clips([v.num_frames for v in videos], dataclasses.replace(first, num_videos=wanted))
+        frames, protocol = [v.num_frames for v in videos], dataclasses.replace(first, num_videos=wanted)
+        selection = select_real_clips(frames, protocol, opts.seed + 1) if half else select_fake_clips(frames, protocol)
         check_count(len(selection.videos), len(selection.too_short), first, f"FAKE '{folder}'",
                     opts.allow_fewer, wanted)
         clips[first.clip_key] = ClipDataset([videos[i] for i in selection.videos], selection.starts, first.frames,
@@ -334,11 +439,16 @@ def _fake_folder_clips(folder: Path, groups: Sequence[Sequence[Protocol]], opts:
     return clips
 
 
-def _real_statistics(real: str, protocols: Sequence[Protocol], detectors: Mapping[str, Detector],
-                     opts: _Options, use_cache: bool, cache_dir: Path,
-                     synthetic_defaults: SyntheticSpec) -> tuple[dict[str, RealStats], dict[str, RealOrigin]]:
+def _real_statistics(real: str | DatasetHalf, protocols: Sequence[Protocol], detectors: Mapping[str, Detector],
+                     opts: _Options, use_cache: bool, cache_dir: Path, synthetic_defaults: SyntheticSpec,
+                     limit: int | None = None) -> tuple[dict[str, RealStats], dict[str, RealOrigin]]:
+    """Per protocol, the real statistics and where they came from. `limit`: at most this many clips (a dataset
+    half scored with --num), a part of the cache key."""
+    half = real if isinstance(real, DatasetHalf) else None
+    label = f"REAL '{real}'"
+    real = half.data if half else real
     path = Path(real).expanduser()
-    if path.suffix == ".npz" and path.is_file():  # a stats file: no video is read
+    if half is None and path.suffix == ".npz" and path.is_file():  # a stats file: no video is read
         entries = statsfile.load_stats(path)
         stats = {p.name: statsfile.pick_stats(entries, p, detectors[p.detector].sha256, path) for p in protocols}
         for p in protocols:
@@ -346,7 +456,8 @@ def _real_statistics(real: str, protocols: Sequence[Protocol], detectors: Mappin
         return stats, {p.name: "file" for p in protocols}
     spec = parse_real(real, synthetic_defaults, "or a stats .npz written by --save-stats")
     fingerprint = spec.fingerprint() if spec is not None else folder_fingerprint(path)
-    label = f"REAL '{real}'"
+    if half is not None:
+        fingerprint += f"|half {half.half} of 2" + (f"|at most {limit}" if limit else "")
 
     stats: dict[str, RealStats] = {}
     origins: dict[str, RealOrigin] = {}
@@ -355,14 +466,14 @@ def _real_statistics(real: str, protocols: Sequence[Protocol], detectors: Mappin
         cached = cache_path(cache_dir, fingerprint, protocol, detectors[protocol.detector].sha256, opts.seed)
         entry = _read_cache(cached, protocol, detectors[protocol.detector].sha256) if cache else None
         if entry is not None:
-            check_count(entry.count, entry.too_short, protocol, label, opts.allow_fewer)
+            check_count(entry.count, entry.too_short, protocol, label, opts.allow_fewer, limit)
             stats[protocol.name], origins[protocol.name] = entry, "cache"
 
     missing = [p for p in protocols if p.name not in stats]
     if missing:
-        videos = real_videos(real, spec, opts.warn)
+        videos = half.videos(opts.warn) if half else real_videos(real, spec, opts.warn)
         for group in _groups(missing):
-            for entry in _compute_real(videos, group, detectors[group[0].detector], fingerprint, label, opts):
+            for entry in _compute_real(videos, group, detectors[group[0].detector], fingerprint, label, opts, limit):
                 stats[entry.protocol.name], origins[entry.protocol.name] = entry, "computed"
                 if cache:
                     cache.save(cache_path(cache_dir, fingerprint, entry.protocol, entry.detector_sha256,
@@ -421,11 +532,14 @@ def _read_cache(path: Path, protocol: Protocol, detector_sha256: str) -> RealSta
 
 
 def _compute_real(videos: Sequence[Video], group: Sequence[Protocol], detector: Detector, fingerprint: str,
-                  label: str, opts: _Options) -> list[RealStats]:
-    """Real statistics of the protocols in `group` (equal clips) from one pass over the chosen clips."""
+                  label: str, opts: _Options, limit: int | None = None) -> list[RealStats]:
+    """Real statistics of the protocols in `group` (equal clips) from one pass over the chosen clips (at most
+    `limit` when given)."""
     first = group[0]
-    selection = select_real_clips([v.num_frames for v in videos], first, opts.seed)
-    count = check_count(len(selection.videos), len(selection.too_short), first, label, opts.allow_fewer)
+    wanted = limit or first.num_videos
+    selection = select_real_clips([v.num_frames for v in videos], dataclasses.replace(first, num_videos=wanted),
+                                  opts.seed)
+    count = check_count(len(selection.videos), len(selection.too_short), first, label, opts.allow_fewer, wanted)
     clips = ClipDataset([videos[i] for i in selection.videos], selection.starts, first.frames, first.stride)
     sinks = {p.name: _make_sink(p, detector, count) for p in group}
     with task_progress(opts.console, f"real {'+'.join(p.name for p in group)}", count) as advance:

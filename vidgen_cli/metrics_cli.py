@@ -65,6 +65,16 @@ def eval_command(
     plot: Annotated[Optional[Path], typer.Option(
         "--plot", help="Prediction metrics: write their per-frame curves (PSNR, SSIM, diversity) to this "
                        ".png.")] = None,
+    repeats: Annotated[int, typer.Option(
+        "--repeats", help="Score R independent draws and report mean ± std (the gate compares the mean). Draw r "
+                          "uses seed + r*N, N the fake videos per metric (--num, else the protocol's count): a run "
+                          "as FAKE generates new samples and the real clips change; a FAKE folder has fixed "
+                          "videos, so only the real clips (subset, offsets) change.")] = 1,
+    halves: Annotated[bool, typer.Option(
+        "--split-halves", help="Real-versus-real floor: give one dataset as --real and --fake. Its videos at even "
+                               "positions (sorted by name; synthetic: by index) are REAL, those at odd positions "
+                               "FAKE, with clips at random offsets as real clips are (from seed + 1); --num caps "
+                               "both halves. The smallest score the data allows at that count.")] = False,
 ) -> None:
     """Score generated videos against real data with FVD / KVD / FID, or a predicting run's continuations of real
     clips with PSNR / SSIM / FVD / diversity; a CI gate with --fail-above."""
@@ -73,6 +83,13 @@ def eval_command(
 
     # Usage errors first (exit 2), before any detector or video is loaded.
     predicting, thresholds = _check_metrics(metrics, fail_above or [], num, save_stats, plot)
+    if repeats < 1:
+        raise ConfigError(f"--repeats must be >= 1 (the number of draws), got {repeats}")
+    if predicting and (repeats != 1 or halves):
+        raise ConfigError("--repeats and --split-halves apply to the unconditional metrics (fvd2048_16f, ...), not "
+                          "to the prediction metrics (pred_*)")
+    if halves:
+        _check_split_halves(real, fake)
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     if workers < 0:
@@ -96,13 +113,15 @@ def eval_command(
                                      detector_dir=detector_dir, detector_files=detector_files, console=err)
         table = _prediction_table(result, thresholds)
     else:
-        from vidgen.evaluate import OutputNotWritten, evaluate  # imports torch
+        from vidgen.evaluate import OutputNotWritten, evaluate_repeats, split_halves  # imports torch
 
+        sides = split_halves(real) if halves else (real, fake)
         try:
-            result = evaluate(real, fake, metrics, seed=seed, device=device, allow_fewer=allow_fewer,
-                              save_stats=save_stats, detector_dir=detector_dir, detector_files=detector_files,
-                              batch_size=batch_size, workers=workers, sample_options=sample_options,
-                              use_cache=not no_cache, num_fake=num, console=err)
+            result = evaluate_repeats(*sides, metrics, repeats=repeats, seed=seed, device=device,
+                                      allow_fewer=allow_fewer, save_stats=save_stats, detector_dir=detector_dir,
+                                      detector_files=detector_files, batch_size=batch_size, workers=workers,
+                                      sample_options=sample_options, use_cache=not no_cache, num_fake=num,
+                                      console=err)
         except OutputNotWritten as exc:  # the scores exist: show them, then say what was not saved
             result = exc.result
             unwritten.append(exc.what)
@@ -161,6 +180,24 @@ def _check_metrics(metrics: str, fail_above: list[str], num: Optional[int], save
     return True, parse_prediction_thresholds(fail_above, protocols)
 
 
+def _check_split_halves(real: str, fake: Path) -> None:
+    """--split-halves takes one dataset of videos as both REAL and FAKE; anything else is a usage error."""
+    from vidgen.errors import ConfigError
+    from vidgen.metrics.sources import is_run
+
+    if is_run(fake.expanduser()):
+        raise ConfigError(f"--split-halves splits one dataset in two; FAKE '{fake}' is a run, give the dataset as "
+                          "both --real and --fake")
+    real_path = Path(real).expanduser()
+    if real_path.suffix == ".npz" and real_path.is_file():
+        raise ConfigError(f"--split-halves needs the videos of REAL, not a statistics file ('{real}')")
+    same = str(Path(real)) == str(fake) or (real_path.exists() and fake.expanduser().exists()
+                                            and real_path.resolve() == fake.expanduser().resolve())
+    if not same:
+        raise ConfigError(f"--split-halves scores one dataset against itself; give the same --real and --fake "
+                          f"(got '{real}' and '{fake}')")
+
+
 def _parse_detector_files(items: list[str]) -> dict[str, Path]:
     from vidgen.errors import ConfigError
     from vidgen.metrics.detectors import DETECTORS
@@ -176,15 +213,19 @@ def _parse_detector_files(items: list[str]) -> dict[str, Path]:
 
 
 def _results_table(result, thresholds: dict[str, float]) -> Table:  # noqa: ANN001 - an EvalResult
-    table = Table(title=f"{result.fake} vs {result.real}")
+    from rich.markup import escape
+
+    table = Table(title=escape(f"{result.fake} vs {result.real}"))  # a dataset half's name holds "[even half]"
     table.add_column("metric", no_wrap=True)
-    table.add_column("value", justify="right", no_wrap=True)
+    draws = len(result.seeds)  # several draws: mean ± std of their values
+    table.add_column(f"mean ± std ({draws} draws)" if draws else "value", justify="right", no_wrap=True)
     for name in ("real", "fake", "real stats", "limit", ""):
         table.add_column(name)
     for m in result.metrics:
         limit = thresholds.get(m.name)
         status = "" if limit is None else "[green]ok[/green]" if m.value <= limit else "[red]exceeded[/red]"
-        table.add_row(m.label, f"{m.value:.4f}", str(m.num_real), str(m.num_fake), m.real_stats,
+        value = f"{m.value:.4f} ± {m.std:.4f}" if m.draws else f"{m.value:.4f}"
+        table.add_row(m.label, value, str(m.num_real), str(m.num_fake), m.real_stats,
                       "" if limit is None else f"{limit:g}", status)
     return table
 
