@@ -40,7 +40,8 @@ class Phase:
 
 Batch = dict[str, torch.Tensor]
 """A training batch on the device: "video" float [B, C, T, H, W] in [-1, 1]; "times" float [B, T] (frame
-times in source frames, relative to the clip's first frame); optional "label" long [B]."""
+times in source frames, relative to the clip's first frame); "video_frames" long [B] (the length of each clip's
+source video); optional "label" long [B]."""
 
 
 @dataclass(frozen=True)

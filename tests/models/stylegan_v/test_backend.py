@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from vidgen.errors import ConfigError
-from vidgen.models.stylegan_v.backend import StyleGANVBackend, clip_times_like, sample_clip_times
+from vidgen.models.stylegan_v.backend import (StyleGANVBackend, clip_times_like, fake_clip_horizons,
+                                              sample_clip_times)
 
 
 def moving_bars(batch: int, generator: torch.Generator, size: int = 16) -> dict[str, torch.Tensor]:
@@ -79,6 +81,69 @@ def test_fake_clip_times_like_real_reuse_the_real_gaps_at_fractional_starts(make
     start, span = fake[:, 0], fake[:, -1] - fake[:, 0]
     assert bool((start >= 0).all()) and bool((start + span <= 63).all())
     assert float((start - start.round()).abs().max()) > 0.01
+
+
+def test_fake_clip_horizons_are_the_real_video_lengths_capped_at_max_num_frames(make_config):
+    cfg = make_config(max_num_frames=64)
+    times = torch.zeros(4, 3)
+    with_lengths = {"times": times, "video_frames": torch.tensor([20, 64, 1000, 9])}
+    assert fake_clip_horizons(with_lengths, cfg).tolist() == [20.0, 64.0, 64.0, 9.0]
+    assert fake_clip_horizons({"times": times}, cfg).tolist() == [64.0] * 4  # no lengths: the horizon
+
+
+def test_fake_clip_times_lie_within_the_real_video_they_stand_for(make_config):
+    """The reference (training_loop.py) draws each fake clip within min(video length, max_num_frames) frames."""
+    cfg = make_config(max_num_frames=64, max_frame_distance=8)
+    lengths = torch.tensor([12.0, 30.0, 64.0, 10.0])  # three videos shorter than the horizon, one as long
+    # like_real: real clip i has the unique span 2 + i, so each fake clip names the real clip (and video) it copies.
+    real = torch.tensor([[0.0, 1.0, 2.0], [0.0, 1.0, 3.0], [0.0, 2.0, 4.0], [0.0, 4.0, 5.0]])
+    reached = torch.zeros(4)
+    for seed in range(200):
+        fake = clip_times_like(real, cfg, torch.Generator().manual_seed(seed), lengths)
+        source = (fake[:, -1] - fake[:, 0]).round().long() - 2  # [B]
+        assert sorted(source.tolist()) == [0, 1, 2, 3]
+        assert bool((fake[:, 0] >= 0).all()) and bool((fake[:, -1] <= lengths[source] - 1).all())
+        reached[source] = torch.maximum(reached[source], fake[:, -1])
+    assert bool((reached > lengths - 2).all())  # and they use all of it
+    # sampled: clip i within video i.
+    horizons = torch.tensor([9.0, 16.0, 64.0, 40.0]).repeat(500)
+    times = sample_clip_times(len(horizons), cfg, torch.Generator().manual_seed(0), horizons=horizons)
+    assert bool((times[:, 0] >= 0).all()) and bool((times[:, -1] <= horizons - 1).all())
+    assert float(times[2::4, -1].max()) > 32  # a video as long as the horizon is used past the short ones
+    # Videos at least as long as the horizon: the horizon, and the same draws as without lengths.
+    full = torch.full((4,), 64.0)
+    torch.testing.assert_close(clip_times_like(real, cfg, torch.Generator().manual_seed(0), full),
+                               clip_times_like(real, cfg, torch.Generator().manual_seed(0)), rtol=0, atol=0)
+    torch.testing.assert_close(sample_clip_times(4, cfg, torch.Generator().manual_seed(0), horizons=full),
+                               sample_clip_times(4, cfg, torch.Generator().manual_seed(0)), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mode", ["like_real", "sampled"])
+def test_the_losses_draw_fake_times_within_each_batch_videos_length(make_recipe, mode):
+    backend = StyleGANVBackend(make_recipe(fake_clip_times=mode, max_num_frames=64))
+    batch = moving_bars(4, torch.Generator().manual_seed(0))
+    batch["video_frames"] = torch.tensor([10, 13, 500, 11])  # one video longer than the horizon (64)
+
+    class RecordTimes(nn.Module):
+        def __init__(self, D: nn.Module) -> None:
+            super().__init__()
+            self.D, self.times = D, []
+
+        def forward(self, video: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+            self.times.append(times)
+            return self.D(video, times)
+
+    D = RecordTimes(backend.networks["D"])
+    nets = {"G": backend.networks["G"], "D": D}
+    for phase in ("G_main", "D_main"):
+        for seed in range(5):
+            backend.loss(phase, batch, nets, torch.Generator().manual_seed(seed))
+    fakes = [t for t in D.times if not torch.equal(t, batch["times"])]  # [B, k] each
+    assert len(fakes) == 10
+    for fake in fakes:  # only the long video's clip may pass the short videos' 12 frames, and it stays below 63
+        assert bool((fake >= 0).all()) and bool((fake[:, -1] < 63).all())
+        assert int((fake[:, -1] >= 12).sum()) <= 1
+    assert max(float(fake[:, -1].max()) for fake in fakes) >= 12
 
 
 def test_only_the_network_a_phase_steps_gets_gradients(make_recipe):

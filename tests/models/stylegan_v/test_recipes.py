@@ -28,8 +28,14 @@ def test_sky_256_matches_the_reference_configuration():
     assert (model.z_dim, model.w_dim, model.mapping_layers, model.channel_base, model.channel_max) == (
         512, 512, 2, 16384, 512)
     assert (model.motion_z_distance, model.motion_kernel_size, model.min_period, model.time_max_period) == (
-        16, 11, 256.0, 1024.0)
+        256, 11, 256.0, 1024.0)  # SkyTimelapse: motion_z_distance = min_period_len = 256 (the README's command)
     assert model.clip_distances == (2, 4, 8, 16, 32) and model.num_frames_per_clip == 3
     assert model.fp16_resolutions == 4 and model.conv_clamp == 256 and model.augment == "ada"
     assert model.resolved_r1_gamma(256, 64) == pytest.approx(model.r1_gamma)
     assert recipe.train.betas == (0.0, 0.99) and recipe.train.lr == 0.0025 and recipe.train.grad_clip is None
+
+
+def test_motion_z_distance_defaults_to_16_for_the_other_datasets():
+    assert StyleGANVConfig().motion_z_distance == 16 and StyleGANVConfig().min_period == 16.0
+    tiny = load_recipe("stylegan-v-tiny").model
+    assert (tiny.motion_z_distance, tiny.min_period) == (16, 16.0)

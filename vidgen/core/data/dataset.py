@@ -91,6 +91,7 @@ class VideoDataset(Dataset):
                 "video": clip,
                 "times": torch.from_numpy((frames - frames[0]).astype(np.float32)),  # (F,) in source frames
                 "index": used,
+                "video_frames": video.num_frames,  # the source video's length (StyleGAN-V draws fake times within it)
             }
             if self.labels is not None:
                 item["label"] = self.labels[used]

@@ -55,9 +55,9 @@ class TrainSampler(Sampler[tuple[int, int]]):
 
 def make_train_loader(dataset: VideoDataset, batch_size: int, seed: int, start_sample: int, workers: int,
                       pin_memory: bool = False, rank: int = 0, world_size: int = 1) -> DataLoader:
-    """Endless batches {"video": uint8 [B, F (+ M image frames), R, R, C] (C = data.channels), "times": float32 [B, F],
-    "index": long [B], with data.labels "label": long [B]}, beginning at sample `start_sample`; identical for
-    any number of workers."""
+    """Endless batches {"video": uint8 [B, F (+ M image frames), R, R, C] (C = data.channels), "times": float32
+    [B, F], "index": long [B], "video_frames": long [B] (each source video's length), with data.labels "label": long
+    [B]}, beginning at sample `start_sample`; identical for any number of workers."""
     sampler = TrainSampler(len(dataset), seed, start_sample, rank, world_size)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       persistent_workers=workers > 0, pin_memory=pin_memory)

@@ -29,18 +29,32 @@ PL_BATCH_SHRINK = 2
 """Path-length regularisation runs on half the batch (StyleGAN2)."""
 
 
+def fake_clip_horizons(batch: Mapping[str, torch.Tensor], cfg: StyleGANVConfig) -> torch.Tensor:
+    """How far in time each fake clip of a step may reach, [B] float: min(length of the real clip's source video,
+    max_num_frames) — the reference's min(training_set.get_video_len(i), max_num_frames) (training_loop.py) —
+    or max_num_frames for a batch without "video_frames"."""
+    times = batch["times"]  # [B, k]
+    if "video_frames" not in batch:
+        return torch.full((times.shape[0],), float(cfg.max_num_frames), device=times.device)
+    return batch["video_frames"].to(times.device).clamp(max=cfg.max_num_frames).float()
+
+
 def sample_clip_times(batch: int, cfg: StyleGANVConfig, generator: torch.Generator | None = None,
-                      device: torch.device | None = None) -> torch.Tensor:
-    """Times of fake training clips, [B, k] float, sorted — the reference's `random_frame_sampling`:
+                      device: torch.device | None = None, horizons: torch.Tensor | None = None) -> torch.Tensor:
+    """Times of fake training clips, [B, k] float, sorted — the reference's `random_frame_sampling` for a video of
+    L = horizons[i] frames (default: max_num_frames):
 
     1. first-to-last distance d uniform over cfg.clip_distances (powers of two in [k - 1, max_frame_distance]);
-    2. offset uniform in [0, max_num_frames - d - 1), fractional (G must work between integer frames);
+       the reference keeps those with d <= L - 1, which is all of them here: the dataset skips videos shorter
+       than max_frame_distance + 1 frames;
+    2. offset uniform in [0, L - d - 1), fractional (G must work between integer frames);
     3. the k - 2 middle frames at distinct integer offsets in [1, d - 1] from the first.
     """
     k = cfg.num_frames_per_clip
     distances = torch.tensor(cfg.clip_distances, dtype=torch.float32, device=device)
     d = distances[torch.randint(len(distances), (batch,), generator=generator, device=device)]  # [B]
-    offset = torch.rand(batch, generator=generator, device=device) * (cfg.max_num_frames - d - 1)  # [B]
+    horizons = torch.full((batch,), float(cfg.max_num_frames), device=device) if horizons is None else horizons
+    offset = torch.rand(batch, generator=generator, device=device) * (horizons - d - 1).clamp(min=0)  # [B]
     longest = int(max(cfg.clip_distances))
     # k - 2 distinct values from {1, ..., d - 1}: the smallest random scores among the allowed positions.
     scores = torch.rand(batch, max(longest - 1, 1), generator=generator, device=device)  # [B, d_max - 1]
@@ -51,15 +65,18 @@ def sample_clip_times(batch: int, cfg: StyleGANVConfig, generator: torch.Generat
     return offset[:, None] + relative  # [B, k]
 
 
-def clip_times_like(real_times: torch.Tensor, cfg: StyleGANVConfig, generator: torch.Generator | None = None
-                    ) -> torch.Tensor:
+def clip_times_like(real_times: torch.Tensor, cfg: StyleGANVConfig, generator: torch.Generator | None = None,
+                    horizons: torch.Tensor | None = None) -> torch.Tensor:
     """Fake clip times with the gaps of the real clips [B, k] (in a random order over the batch), each at a
-    fractional start uniform in [0, max_num_frames - span - 1)."""
+    fractional start uniform in [0, L - span - 1), L the horizon [B] of the real clip it copies (its source
+    video's length capped at max_num_frames; default max_num_frames)."""
     batch = real_times.shape[0]
     relative = (real_times - real_times[:, :1]).float()  # [B, k], starts at 0
-    relative = relative[torch.randperm(batch, generator=generator, device=real_times.device)]
+    order = torch.randperm(batch, generator=generator, device=real_times.device)
+    relative = relative[order]
+    horizons = float(cfg.max_num_frames) if horizons is None else horizons[order]  # [B] or a scalar
     span = relative[:, -1]
-    room = (cfg.max_num_frames - span - 1).clamp(min=0)
+    room = (horizons - span - 1).clamp(min=0)
     offset = torch.rand(batch, generator=generator, device=real_times.device) * room  # [B]
     return offset[:, None] + relative
 
@@ -148,19 +165,20 @@ class StyleGANVBackend(Backend):
         G.requires_grad_(phase.startswith("G"))
         D.requires_grad_(phase.startswith("D"))
         real, real_times = batch["video"], batch["times"]  # [B, C, k, H, W], [B, k]
+        horizons = fake_clip_horizons(batch, self.cfg)  # [B]: fake clips stay within the real videos' lengths
 
         if phase == "G_main":  # non-saturating loss: -log sigmoid(D(G(z)))
-            fake, fake_times = self._generate(G, real_times, generator)
+            fake, fake_times = self._generate(G, real_times, horizons, generator)
             logits = D(self._augment(fake, generator), fake_times)
             loss = gan.generator_loss(logits)
             return loss, {"G/loss": loss.item(), "G/fake_logit": logits.mean().item()}
 
         if phase == "G_reg":
-            return self._path_length_loss(G, real_times, generator)
+            return self._path_length_loss(G, real_times, horizons, generator)
 
         if phase == "D_main":  # -log(1 - sigmoid(D(fake))) - log sigmoid(D(real))
             with torch.no_grad():
-                fake, fake_times = self._generate(G, real_times, generator)
+                fake, fake_times = self._generate(G, real_times, horizons, generator)
             fake_logits = D(self._augment(fake, generator), fake_times)
             real_logits = D(self._augment(real, generator), real_times)
             loss = gan.discriminator_loss(real_logits, fake_logits)
@@ -189,28 +207,31 @@ class StyleGANVBackend(Backend):
         self._ada_step[0] += float(real_logits.detach().sign().sum())
         self._ada_step[1] += real_logits.numel()
 
-    def _fake_times(self, real_times: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _fake_times(self, real_times: torch.Tensor, horizons: torch.Tensor,
+                    generator: torch.Generator) -> torch.Tensor:
         if self.cfg.fake_clip_times == "like_real":
-            return clip_times_like(real_times, self.cfg, generator)
-        return sample_clip_times(real_times.shape[0], self.cfg, generator, real_times.device)
+            return clip_times_like(real_times, self.cfg, generator, horizons)
+        # The reference draws each fake clip's horizon from a random video of the dataset; the batch's videos are
+        # such a draw (the sampler visits the videos in a random order).
+        return sample_clip_times(real_times.shape[0], self.cfg, generator, real_times.device, horizons)
 
-    def _generate(self, G: nn.Module, real_times: torch.Tensor,
+    def _generate(self, G: nn.Module, real_times: torch.Tensor, horizons: torch.Tensor,
                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fake clips [B, C, k, H, W] at fractional times [B, k] (see model.fake_clip_times)."""
+        """Fake clips [B, C, k, H, W] at fractional times [B, k] within horizons [B] (see model.fake_clip_times)."""
         z = torch.randn(real_times.shape[0], self.cfg.z_dim, generator=generator, device=real_times.device)
-        times = self._fake_times(real_times, generator)
+        times = self._fake_times(real_times, horizons, generator)
         return G(z, times, generator=generator), times
 
     def _augment(self, video: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return augment_clips(video, self.augment_p, generator) if self.augment_p > 0 else video
 
-    def _path_length_loss(self, G: nn.Module, real_times: torch.Tensor,
+    def _path_length_loss(self, G: nn.Module, real_times: torch.Tensor, horizons: torch.Tensor,
                           generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         """StyleGAN2 path-length regularisation, E (|J_w^T y| - a)^2 with y ~ N(0, I) / sqrt(H W) per frame."""
         batch = max(real_times.shape[0] // PL_BATCH_SHRINK, 1)
         device = real_times.device
         z = torch.randn(batch, self.cfg.z_dim, generator=generator, device=device)
-        times = self._fake_times(real_times[:batch], generator)
+        times = self._fake_times(real_times[:batch], horizons[:batch], generator)
         ws = G.mapping(z).unsqueeze(1).repeat(1, G.num_ws, 1)  # [B, num_ws, w_dim]
         motion_z = G.draw_motion_z(batch, float(times.max()), generator, device)
         video = G.render(ws, G.motion_codes(times, motion_z), times.shape[1])  # [B, C, k, H, W]

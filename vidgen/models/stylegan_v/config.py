@@ -53,7 +53,9 @@ class StyleGANVConfig:
     """Dimensionality of the motion codes u and of the positional encoding v(t) ([sin, cos] of
     motion_v_dim / 2 frequencies); v is tiled over 4x4 and concatenated to the learned constant."""
     motion_z_distance: int = 16
-    """delta: frames between two motion noise codes; v(t) interpolates between the codes around t."""
+    """delta: frames between two motion noise codes; v(t) interpolates between the codes around t. The reference
+    ties it to the positional encoding's shortest period (configs/model/stylegan-v.yaml: motion_z_distance =
+    min_period_len): 16 by default, 256 for SkyTimelapse 256x256 (its README's launch command)."""
     motion_kernel_size: int = 11
     """Kernel of the two unpadded Conv1d layers of the motion mapping network (each shortens the code
     sequence by kernel - 1)."""
@@ -74,13 +76,15 @@ class StyleGANVConfig:
     [k - 1, max_frame_distance] (the reference's total_dists with max_dist 32: 2, 4, 8, 16, 32 for k = 3)."""
     fake_clip_times: FakeClipTimes = "like_real"
     """How fake clips' frame times are drawn. like_real: each fake clip takes the time gaps of a random real clip of
-    the batch, at a fractional start in [0, max_num_frames - span - 1) — real and fake gaps then share one
-    distribution whatever the data pipeline samples (D would otherwise tell them apart by their gaps alone).
-    sampled: the reference's own draw (distances clip_distances, integer middle frames, fractional start), which
-    matches the real clips only if the data pipeline samples them the same way."""
+    the batch, at a fractional start in [0, L - span - 1), L that clip's horizon (see max_num_frames) — real and
+    fake gaps then share one distribution whatever the data pipeline samples (D would otherwise tell them apart by
+    their gaps alone). sampled: the reference's own draw (distances clip_distances, integer middle frames,
+    fractional start in [0, L - d - 1)), which matches the real clips only if the data pipeline samples them the
+    same way."""
     max_num_frames: int = 1024
-    """Time horizon in frames: fake clips start uniformly in [0, max_num_frames - d - 1) (the reference: up to
-    min(length of a random real video, 1024)), and D's gap encoder is sized for gaps below it (a learned
+    """Time horizon in frames: a fake clip lies within L = min(length of a real clip's source video, max_num_frames)
+    frames, as in the reference (training_loop.py: min(get_video_len(i), max_num_frames) for a random video i;
+    here the video of a real clip of the batch), and D's gap encoder is sized for gaps below it (a learned
     Embedding(max_num_frames, 256) plus sin/cos of log2(max_num_frames) fixed frequencies: 10 at 1024)."""
     d_concat_resolution: int = 16
     """D processes frames separately down to this resolution (or the input resolution if smaller), halves the
