@@ -14,7 +14,7 @@ from rich.console import Console
 from torch import nn
 
 from vidgen.core import layout
-from vidgen.core.checkpoint import find_checkpoint, load_checkpoint
+from vidgen.core.checkpoint import find_checkpoint, is_export, load_checkpoint, load_export
 from vidgen.core.config import PredictionSampleConfig, Recipe, SampleConfig
 from vidgen.core.device import resolve_device
 from vidgen.core.progress import task_progress
@@ -66,13 +66,14 @@ class _ReferenceQuality:
 
 
 def load_for_sampling(run_or_checkpoint: Path, device: torch.device) -> tuple[Recipe, Backend]:
-    """Rebuild the backend from a checkpoint's own config, with its EMA weights, on `device`."""
+    """Rebuild the backend from a checkpoint's own config, with its EMA weights, on `device` (or from an export
+    directory: its config.yaml and model.safetensors)."""
     recipe, backend, _ = _load(find_checkpoint(run_or_checkpoint), device)
     return recipe, backend
 
 
 def _load(path: Path, device: torch.device) -> tuple[Recipe, Backend, int]:
-    state = load_checkpoint(path)
+    state = load_export(path) if is_export(path) else load_checkpoint(path)
     recipe, backend = backend_from_checkpoint(state, str(path))
     backend.networks.to(device)
     return recipe, backend, state["step"]

@@ -157,6 +157,22 @@ def sample(
                   highlight=False)
 
 
+@app.command("export")
+@user_errors
+def export_run(
+    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="New (or empty) folder for model.safetensors, config.yaml and README.md.")],
+    checkpoint: Annotated[str, typer.Option(help="latest, best (checkpoints/best.pt) or a checkpoint file.")] = "latest",
+) -> None:
+    """Write a run's sampling weights (safetensors), recipe and model card to a folder to share; `vidgen sample`
+    and `vidgen eval --fake` take it as they take a run."""
+    from vidgen.export import export
+
+    result = export(run, out_dir, checkpoint)
+    out.print(f"exported {result.checkpoint} (step {result.step}, {result.parameters:,} parameters) to "
+              f"{result.out_dir}", highlight=False)
+
+
 @app.command("recipes")
 @user_errors
 def list_recipes() -> None:

@@ -48,8 +48,11 @@ def latest_checkpoint(directory: Path) -> Path | None:
 
 
 def find_checkpoint(run_or_checkpoint: Path) -> Path:
-    """A checkpoint file, or the latest checkpoint of a run directory (its checkpoints/ folder)."""
+    """A checkpoint file, the latest checkpoint of a run directory (its checkpoints/ folder), or an export
+    directory itself (`vidgen export`: load it with load_export, not load_checkpoint)."""
     if run_or_checkpoint.is_file():
+        return run_or_checkpoint
+    if is_export(run_or_checkpoint):
         return run_or_checkpoint
     if run_or_checkpoint.is_dir():
         latest = latest_checkpoint(run_or_checkpoint / "checkpoints")
@@ -168,6 +171,59 @@ def load_weights(module: torch.nn.Module, weights: dict[str, Any], source: str |
         detail = " ".join(str(exc).split())
         raise UserError(f"the weights in {source} do not fit the network its config describes ({detail[:200]}); "
                         "it was written by another version of vidgen or altered") from None
+
+
+# --- Exports (`vidgen export`): sampling weights as safetensors, beside the resolved recipe as YAML ---
+
+EXPORT_WEIGHTS = "model.safetensors"
+"""The sampling weights (EMA copies where the backend has them): the state dict of the backend's networks."""
+EXPORT_CONFIG = "config.yaml"
+"""The resolved recipe (Recipe.to_dict())."""
+EXPORT_STAGE1 = "stage1.yaml"
+"""A two-stage family's record of its frozen first stage (its config, where it came from); its weights are in
+EXPORT_WEIGHTS with the rest of the networks."""
+EXPORT_FORMAT = "vidgen-export"
+
+
+def is_export(path: Path) -> bool:
+    """A directory written by `vidgen export` (model.safetensors beside config.yaml)."""
+    return path.is_dir() and (path / EXPORT_WEIGHTS).is_file() and (path / EXPORT_CONFIG).is_file()
+
+
+def load_export(path: Path) -> dict[str, Any]:
+    """An export directory as the parts of a checkpoint that sampling reads (config, step, networks, ema,
+    backend, upstream). Nothing is unpickled: the weights are safetensors, the rest YAML and JSON."""
+    import json
+
+    import yaml
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    weights_path = path / EXPORT_WEIGHTS
+    try:
+        with safe_open(str(weights_path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        weights = load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"{weights_path} is damaged or not a safetensors file ({_first_line(exc)}); "
+                        "export the run again") from None
+    if metadata.get("format") != EXPORT_FORMAT:
+        raise UserError(f"{weights_path} was not written by vidgen export")
+    config = _read_plain_yaml(path / EXPORT_CONFIG, yaml)
+    stage1 = path / EXPORT_STAGE1
+    upstream = _read_plain_yaml(stage1, yaml) if stage1.is_file() else None
+    return {"config": config, "step": int(metadata.get("step", 0)), "networks": weights, "ema": {},
+            "backend": json.loads(metadata.get("backend", "{}")), "upstream": upstream}
+
+
+def _read_plain_yaml(path: Path, yaml: Any) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"cannot read {path} ({_first_line(exc)}); export the run again") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not a mapping; export the run again")
+    return data
 
 
 def _first_line(exc: BaseException) -> str:

@@ -138,5 +138,9 @@ def index_videos(path: Path, role: str, warn: Callable[[str], None] | None = Non
 
 
 def is_run(path: Path) -> bool:
-    """A run directory (it has checkpoints/) or a checkpoint file, rather than a folder of videos."""
-    return (path.is_dir() and (path / "checkpoints").is_dir()) or (path.is_file() and path.suffix == ".pt")
+    """A run directory (it has checkpoints/), a checkpoint file or an export (`vidgen export`), rather than a
+    folder of videos."""
+    from vidgen.core.checkpoint import is_export
+
+    return ((path.is_dir() and (path / "checkpoints").is_dir()) or (path.is_file() and path.suffix == ".pt")
+            or is_export(path))
