@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
 from torch import nn
@@ -199,9 +200,9 @@ def _writing(path: Path, written: int, num: int, out_dir: Path) -> Iterator[None
 
 
 def write_preview(backend: Backend, nets: Mapping[str, nn.Module], recipe: Recipe, path: Path,
-                  device: torch.device) -> None:
+                  device: torch.device) -> np.ndarray:
     """A grid mp4 of the first PREVIEW_DURING_TRAINING videos of the recipe's sample section, from `nets` (the
-    training loop's EMA copies)."""
+    training loop's EMA copies); returns the grid, uint8 [T, H, W, 3], for the training viewers."""
     from vidgen.core.io import make_grid, write_mp4
 
     cfg = recipe.sample
@@ -209,4 +210,6 @@ def write_preview(backend: Backend, nets: Mapping[str, nn.Module], recipe: Recip
     with torch.no_grad():
         videos = unprompted_videos(backend, nets, seeds, recipe.output_frames(), device)
     frames = layout.to_uint8(videos.cpu()).numpy()
-    write_mp4(path, make_grid(list(frames)), fps=recipe.output_fps())
+    grid = make_grid(list(frames))
+    write_mp4(path, grid, fps=recipe.output_fps())
+    return grid

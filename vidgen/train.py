@@ -31,7 +31,6 @@ from vidgen.core.data.tokens import TokenDataset
 from vidgen.core.device import check_precision, configure_backends, memory_allocated_mb, resolve_device
 from vidgen.core.distributed import DistInfo
 from vidgen.core.ema import ema_decay, update_ema
-from vidgen.core.io import read_video
 from vidgen.core.loggers import log_image, log_scalars, make_loggers, preview_still
 from vidgen.core.progress import training_progress
 from vidgen.core.run_dir import MetricsLog, RunDir
@@ -244,9 +243,9 @@ def _train(recipe: Recipe, run_dir: Path, dev: torch.device, dist: DistInfo, emu
                 last_checkpoint = _save(state, recipe, run, dist)
             if cfg.sample_every and state.step % cfg.sample_every == 0 and dist.is_main:
                 preview = run.samples / f"step-{state.step:08d}.mp4"
-                write_preview(backend, state.sampling_networks(), recipe, preview, dev)
+                grid = write_preview(backend, state.sampling_networks(), recipe, preview, dev)
                 if loggers:  # the viewers show images: the grid's first, middle and last frame
-                    log_image(loggers, state.step, "samples/preview", preview_still(read_video(preview)))
+                    log_image(loggers, state.step, "samples/preview", preview_still(grid))
             if cfg.eval_every and state.step % cfg.eval_every == 0:
                 best = False
                 scored = score_during_training(backend, state.sampling_networks(), recipe, dev, console, dist)  # every rank
