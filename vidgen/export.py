@@ -59,39 +59,55 @@ def export(run: Path, out_dir: Path, checkpoint: str = "latest") -> ExportResult
     """Write the export of `run`'s chosen checkpoint into `out_dir` (which must not exist or be empty)."""
     if not run.exists():
         raise UserError(f"{run} does not exist; give a run directory")
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise UserError(f"--out {out_dir} is not an empty folder; choose a new one or empty it")
+    check_out_dir(out_dir)
     path = resolve_checkpoint(run, checkpoint)
     state = load_checkpoint(path)
     recipe, backend = backend_from_checkpoint(state, str(path))
-    try:
-        backend_state = json.dumps(state["backend"])
-    except TypeError:
-        raise UserError(f"{path}: the backend's extra state is not plain data; it cannot be exported") from None
-
-    # Exactly what sampling loads into backend.networks; cloned, so no two tensors share storage (safetensors
-    # refuses shared storage) and each is contiguous.
-    weights = {name: value.detach().cpu().contiguous().clone() for name, value in backend.networks.state_dict().items()}
+    if not is_plain_data(state["backend"]):
+        raise UserError(f"{path}: the backend's extra state is not plain data; it cannot be exported")
+    # Exactly what sampling loads into backend.networks.
+    weights = dict(backend.networks.state_dict())
     parameters = sum(p.numel() for p in backend.networks.parameters())
+    run_dir = _run_dir_of(run, path)
+    preview = _latest_preview(run_dir)
+    card = model_card(recipe, state, parameters, run_dir, out_dir, preview is not None)
+    write_export(out_dir, recipe, weights, int(state["step"]), state["backend"], card, upstream=state.get("upstream"),
+                 preview=preview)
+    return ExportResult(out_dir, path, int(state["step"]), parameters)
 
+
+def check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise UserError(f"--out {out_dir} is not an empty folder; choose a new one or empty it")
+
+
+def is_plain_data(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def write_export(out_dir: Path, recipe: Any, weights: dict[str, Any], step: int, backend_state: dict[str, Any],
+                 card: str, upstream: dict[str, Any] | None = None, preview: Path | None = None) -> None:
+    """The export folder: weights, resolved recipe, stage-1 record, preview and model card."""
     from safetensors.torch import save_file
 
+    # Cloned, so no two tensors share storage (safetensors refuses shared storage) and each is contiguous.
+    tensors = {name: value.detach().cpu().contiguous().clone() for name, value in weights.items()}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        save_file(weights, str(out_dir / EXPORT_WEIGHTS),
-                  metadata={"format": EXPORT_FORMAT, "step": str(state["step"]), "backend": backend_state})
+        save_file(tensors, str(out_dir / EXPORT_WEIGHTS),
+                  metadata={"format": EXPORT_FORMAT, "step": str(step), "backend": json.dumps(backend_state)})
         (out_dir / EXPORT_CONFIG).write_text(recipe.to_yaml())
-        if state.get("upstream") is not None:
-            (out_dir / EXPORT_STAGE1).write_text(yaml.safe_dump(dict(state["upstream"]), sort_keys=False))
-        run_dir = _run_dir_of(run, path)
-        preview = _latest_preview(run_dir)
+        if upstream is not None:
+            (out_dir / EXPORT_STAGE1).write_text(yaml.safe_dump(dict(upstream), sort_keys=False))
         if preview is not None:
             shutil.copyfile(preview, out_dir / PREVIEW)
-        (out_dir / "README.md").write_text(model_card(recipe, state, parameters, run_dir, out_dir,
-                                                      preview is not None))
+        (out_dir / "README.md").write_text(card)
     except OSError as exc:
         raise UserError(f"cannot write the export to {out_dir}: {exc.strerror or exc}; choose another --out") from None
-    return ExportResult(out_dir, path, int(state["step"]), parameters)
 
 
 def _run_dir_of(run: Path, checkpoint: Path) -> Path | None:

@@ -173,6 +173,22 @@ def export_run(
               f"{result.out_dir}", highlight=False)
 
 
+@app.command("import")
+@user_errors
+def import_checkpoint(
+    family: Annotated[str, typer.Argument(help="The family whose reference code wrote the file: stylegan-v.")],
+    checkpoint: Annotated[Path, typer.Argument(help="The file, e.g. StyleGAN-V's network-snapshot-*.pkl.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="New (or empty) folder for the export.")],
+) -> None:
+    """Convert a checkpoint of a family's official code into a vidgen export, reading it as data (no code in it
+    runs); `vidgen sample` and `vidgen eval --fake` take the folder as they take a run."""
+    from vidgen.import_official import import_official
+
+    result = import_official(family, checkpoint, out_dir)
+    out.print(f"imported {checkpoint} as a '{result.family}' model ({result.parameters:,} parameters) into "
+              f"{result.out_dir}", highlight=False)
+
+
 @app.command("recipes")
 @user_errors
 def list_recipes() -> None:

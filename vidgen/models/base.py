@@ -72,6 +72,23 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class OfficialImport:
+    """A checkpoint of a family's reference implementation, converted to vidgen (`vidgen import FAMILY FILE`)."""
+
+    recipe: dict[str, Any]
+    """Raw recipe sections with the checkpoint's settings; sections and fields left out take their defaults."""
+    networks: dict[str, torch.Tensor]
+    """The state dict of the backend's networks with the sampling weights (EMA copies where the family keeps
+    them): what an export's model.safetensors holds."""
+    backend_state: dict[str, Any]
+    """Backend.extra_state() of the converted model."""
+    description: str
+    """What the checkpoint is, for the model card."""
+    details: list[tuple[str, str]]
+    """(what, value) rows for the model card: parameter counts, training progress, data."""
+
+
+@dataclass(frozen=True)
 class TrainingJob:
     """What only the running job knows, told to the backend once by the shared loop (Backend.bind_loop)."""
 

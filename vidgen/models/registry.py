@@ -20,8 +20,10 @@ from vidgen.models.vdm.config import VDMConfig, VDMSampleConfig
 from vidgen.models.videogpt.config import VideoGPTConfig, VideoGPTSampleConfig, VQVAEConfig, VQVAESampleConfig
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from vidgen.core.config import Recipe
-    from vidgen.models.base import Backend, FrozenStage
+    from vidgen.models.base import Backend, FrozenStage, OfficialImport
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class BackendSpec:
     """... with these `--set` overrides, which make it run in seconds on a CPU through the same code paths."""
     upstream: UpstreamSpec | None = None
     """The stage-1 run this family is trained on, frozen (None: a one-stage family)."""
+    import_official: Callable[[Path], OfficialImport] | None = None
+    """Converts a checkpoint of the family's reference implementation (`vidgen import`); None: not supported."""
 
 
 def _build_vdm(recipe: Recipe) -> Backend:
@@ -62,6 +66,12 @@ def _build_stylegan_v(recipe: Recipe) -> Backend:
     from vidgen.models.stylegan_v.backend import StyleGANVBackend
 
     return StyleGANVBackend(recipe)
+
+
+def _import_stylegan_v(path: Path) -> OfficialImport:
+    from vidgen.models.stylegan_v.official import import_stylegan_v
+
+    return import_stylegan_v(path)
 
 
 def _build_tganv2(recipe: Recipe) -> Backend:
@@ -103,7 +113,8 @@ BACKENDS: dict[str, BackendSpec] = {
                         "model.z_dim=8", "model.w_dim=8", "model.motion_z_dim=8", "model.motion_v_dim=8",
                         "model.channel_base=128", "model.channel_max=8", "data.resolution=16",
                         "data.synthetic_videos=64", "data.workers=0", "train.batch_size=4", "train.log_every=1",
-                        "sample.num=2", "sample.frames=5")),
+                        "sample.num=2", "sample.frames=5"),
+                    import_official=_import_stylegan_v),
         BackendSpec("videogpt-vqvae", "VideoGPT stage 1 (Yan et al. 2021): 3D VQ-VAE with an EMA codebook",
                     VQVAEConfig, _build_vqvae, VQVAESampleConfig, "videogpt-tiny-vqvae", (
                         "model.n_hiddens=16", "model.n_res_layers=1", "model.n_codes=32", "model.embedding_dim=8",
