@@ -93,3 +93,10 @@ def test_wandb_offline_run_writes_its_files(tmp_path, monkeypatch):
     assert list(offline.glob("run-*.wandb")), "the run's data file"
     assert list((offline / "files" / "media" / "images").rglob("preview_3_*.png")), "the preview image"
     assert not (run_dir / "tensorboard").exists()
+
+    # Resuming continues the same W&B run: the id is kept in the run directory.
+    run_id = (run_dir / "wandb" / "run-id").read_text().strip()
+    train(load_recipe("vdm-tiny", [*TINY_RUN, "train.loggers=[jsonl,wandb]", "train.max_steps=4"]), run_dir,
+          device="cpu", console=QUIET)
+    runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(path.name.endswith(f"-{run_id}") for path in runs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -55,14 +56,21 @@ class TensorBoardLogger:
 
 class WandbLogger:
     """A Weights & Biases run stored under RUN_DIR/wandb/. The mode (online, offline, disabled) and the project
-    come from wandb's own environment variables (WANDB_MODE, WANDB_PROJECT; project default: vidgen)."""
+    come from wandb's own environment variables (WANDB_MODE, WANDB_PROJECT; project default: vidgen).
+
+    The W&B run id is kept in RUN_DIR/wandb/run-id, so a resumed training run continues the same W&B run
+    (offline runs of one id merge when synced) instead of starting another."""
 
     def __init__(self, run_dir: Path, name: str, config: dict[str, Any]) -> None:
         import wandb  # ImportError when the wandb package is missing
 
         self.wandb = wandb
+        id_file = run_dir / "wandb" / "run-id"
+        run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)
+        id_file.parent.mkdir(parents=True, exist_ok=True)
+        id_file.write_text(run_id + "\n")
         self.run = wandb.init(dir=str(run_dir), project=os.environ.get("WANDB_PROJECT", "vidgen"), name=name,
-                              config=config)
+                              config=config, id=run_id, resume="allow")
 
     def log_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
         self.run.log(dict(scalars), step=step)
