@@ -222,6 +222,17 @@ def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(tmp_path) -> N
     assert "would run code" in result.stderr and not marker.exists()
 
 
+def test_type_annotations_in_settings_are_read_as_their_names(tmp_path) -> None:
+    """OmegaConf's metadata may name annotations (Dict[str, Any], Optional[int]), which pickle as calls of
+    operator.getitem and type(None): read as text, not refused and not called."""
+    import typing
+
+    path = tmp_path / "annotations.pkl"
+    path.write_bytes(pickle.dumps({"a": typing.Dict[str, typing.Any], "b": typing.Optional[int]}))
+    assert read_snapshot(path) == {"a": "typing.Dict[('builtins.str', 'typing.Any')]",
+                                   "b": "typing.Union[('builtins.int', 'builtins.NoneType')]"}
+
+
 @pytest.mark.parametrize("case", ["text", "zip", "truncated", "not_a_snapshot"])
 def test_a_file_that_is_not_a_snapshot_is_one_line(tmp_path, case) -> None:
     path = tmp_path / "file.pkl"

@@ -40,8 +40,10 @@ reconstructed as inert records of their pickled state."""
 DICT_CLASSES = ("EasyDict",)
 """dnnlib's attribute dictionary: a dict subclass, pickled with its items."""
 TYPE_NAMES = {("builtins", name) for name in ("dict", "list", "tuple", "set", "int", "float", "str", "bool",
-                                              "bytes", "object", "NoneType")} | {("typing", "Any")}
-"""Types OmegaConf's metadata names (a node's declared type); read as their names."""
+                                              "bytes", "object", "NoneType")}
+"""Types OmegaConf's metadata names (a node's declared type), and any `typing` name; read as their names.
+Annotations such as Dict[str, Any] or Optional[int] are pickled as calls of operator.getitem and type(None);
+those calls are replaced by ones that only spell the annotation out."""
 
 
 class UnsafePickle(pickle.UnpicklingError):
@@ -127,6 +129,16 @@ def _numpy_dtype(name: Any, *_: Any) -> np.dtype:
     return np.dtype(name)
 
 
+def _spell_subscript(container: Any, item: Any) -> str:
+    """operator.getitem on type names (typing.Dict[str, Any]): the annotation's text."""
+    return f"{container}[{item}]"
+
+
+def _spell_type_of(value: Any) -> str:
+    """builtins.type(None), as Optional[...] pickles NoneType: the type's name."""
+    return f"builtins.{type(value).__name__}" if value is None else "builtins.type"
+
+
 def _plain_dict(*_: Any) -> dict:
     """collections.defaultdict (OmegaConf's resolver cache): a plain dict, without its factory."""
     return {}
@@ -139,6 +151,8 @@ SAFE_CALLABLES: dict[tuple[str, str], Any] = {
     ("torch.storage", "_load_from_bytes"): _load_storage,
     ("collections", "OrderedDict"): OrderedDict,
     ("collections", "defaultdict"): _plain_dict,
+    ("_operator", "getitem"): _spell_subscript,
+    ("builtins", "type"): _spell_type_of,
     ("numpy", "dtype"): _numpy_dtype,
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
@@ -158,7 +172,7 @@ class SnapshotUnpickler(pickle.Unpickler):
             return SAFE_CALLABLES[key]
         if module in PERSISTENCE_MODULES and name == "_reconstruct_persistent_obj":
             return _persistent
-        if key in TYPE_NAMES:
+        if key in TYPE_NAMES or (module == "typing" and re.fullmatch(r"\w+", name)):
             return f"{module}.{name}"
         if module.startswith(RECORD_MODULE_PREFIXES) and re.fullmatch(r"\w+", name):
             if key not in self._records:
