@@ -40,6 +40,7 @@ from vidgen.models.base import OfficialImport
 from vidgen.models.stylegan_v.official_pickle import (OmegaConfView, Persistent, UnsafePickle, module_state,
                                                       parameter_count, read_snapshot, state_dict, submodule)
 
+
 @dataclass(frozen=True)
 class Rename:
     """Where one official tensor goes in a vidgen network, and how it changes on the way."""
