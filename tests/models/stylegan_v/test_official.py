@@ -272,6 +272,9 @@ def test_cli_imports_and_the_export_samples(tmp_path) -> None:
     assert "39,165 parameters" in result.stdout
     run_cli("sample", str(out), "--out", str(tmp_path / "samples"), "--num", "2", "--frames", "6", check=True)
     assert len(list((tmp_path / "samples").glob("sample-*.mp4"))) == 2
+    scored = run_cli("eval", "--real", "synthetic:videos=4,frames=16,resolution=16", "--fake", str(out), "--num", "4",
+                     "--allow-fewer", "--metrics", "fvd2048_16f", "--device", "cpu", "--workers", "0", check=True)
+    assert "fvd2048_16f (n=4)" in scored.stdout
     again = run_cli("import", "stylegan-v", str(SNAPSHOT), "--out", str(out))
     assert again.returncode != 0 and "not an empty folder" in again.stderr
     other = run_cli("import", "tganv2", str(SNAPSHOT), "--out", str(tmp_path / "other"))
