@@ -86,8 +86,23 @@ class MetricResult:
     """Several draws: the value of each, in seed order (empty for one)."""
 
 
+class MetricTable:
+    """A result's `metrics` (each with a name and a value) looked up by name, and as {name: value}."""
+
+    metrics: tuple[Any, ...]
+
+    def __getitem__(self, name: str) -> Any:
+        for metric in self.metrics:
+            if metric.name == name:
+                return metric
+        raise KeyError(name)
+
+    def values(self) -> dict[str, float]:
+        return {m.name: m.value for m in self.metrics}
+
+
 @dataclass(frozen=True)
-class EvalResult:
+class EvalResult(MetricTable):
     metrics: tuple[MetricResult, ...]
     real: str
     fake: str
@@ -96,15 +111,6 @@ class EvalResult:
     saved_stats: str | None = None
     seeds: tuple[int, ...] = ()
     """Several draws (evaluate_repeats): the seed of each; `seed` is the first."""
-
-    def __getitem__(self, name: str) -> MetricResult:
-        for metric in self.metrics:
-            if metric.name == name:
-                return metric
-        raise KeyError(name)
-
-    def values(self) -> dict[str, float]:
-        return {m.name: m.value for m in self.metrics}
 
     def to_json(self, thresholds: Mapping[str, float] | None = None) -> dict[str, Any]:
         """Everything needed to compare or reproduce the scores: values, protocols, detector hashes, sample

@@ -36,7 +36,7 @@ from vidgen.core.data.dataset import resize_center_crop
 from vidgen.core.device import resolve_device
 from vidgen.core.progress import task_progress
 from vidgen.errors import ConfigError, UserError
-from vidgen.evaluate import JSON_SCHEMA, check_count, parse_real, real_videos, synthetic_of
+from vidgen.evaluate import JSON_SCHEMA, MetricTable, check_count, parse_real, real_videos, synthetic_of
 from vidgen.metrics.detectors import Detector, load_detector
 from vidgen.metrics.features import ClipDataset, clip_batches, extract_features
 from vidgen.metrics.frechet import frechet_distance
@@ -81,21 +81,12 @@ class PredictionMetric:
 
 
 @dataclass(frozen=True)
-class PredictionResult:
+class PredictionResult(MetricTable):
     metrics: tuple[PredictionMetric, ...]
     real: str
     fake: str
     seed: int
     device: str
-
-    def __getitem__(self, name: str) -> PredictionMetric:
-        for metric in self.metrics:
-            if metric.name == name:
-                return metric
-        raise KeyError(name)
-
-    def values(self) -> dict[str, float]:
-        return {m.name: m.value for m in self.metrics}
 
     def to_json(self, thresholds: Mapping[str, float] | None = None) -> dict[str, Any]:
         """The scores with their curves and protocols, the seed and vidgen version; and the gate's verdict."""

@@ -7,11 +7,11 @@ fit), and the export is written (vidgen/export.py), which `vidgen sample` and `v
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from vidgen.core.checkpoint import EXPORT_CONFIG, EXPORT_WEIGHTS, load_weights
+from vidgen.core.files import sha256_file
 from vidgen.errors import UserError
 from vidgen.export import check_out_dir, is_plain_data, write_export
 from vidgen.models.base import OfficialImport
@@ -54,7 +54,7 @@ def import_official(family: str, path: Path, out_dir: Path) -> ImportResult:
 def model_card(recipe: object, converted: OfficialImport, path: Path, out_dir: Path, parameters: int) -> str:
     """README.md of an imported model: where it came from, what it is, how to sample and score it."""
     spec = get_backend_spec(recipe.model.name)  # type: ignore[attr-defined]
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)
     lines = ["---", "library_name: vidgen", "tags:", "- vidgen", "- video-generation", f"- {spec.name}", "---", "",
              f"# {recipe.run.name}", "", f"{spec.description}.", "",  # type: ignore[attr-defined]
              f"Imported from the {converted.description} `{path.name}` (sha256 `{digest}`) by `vidgen import "

@@ -266,6 +266,14 @@ def test_an_unknown_resolution_is_one_line(tmp_path, monkeypatch, known) -> None
         import_official("stylegan-v", path, tmp_path / "out")
 
 
+def test_unreadable_settings_are_one_line(tmp_path, monkeypatch, known) -> None:
+    reconstruct = _fake_persistence(monkeypatch)
+    known = {**known, "g_cfg": {**known["g_cfg"], "time_enc": {**known["g_cfg"]["time_enc"], "dim": None}}}
+    path = write_snapshot(tmp_path / "snapshot.pkl", reconstruct, known)
+    with pytest.raises(UserError, match="its network settings could not be read"):
+        import_official("stylegan-v", path, tmp_path / "out")
+
+
 def test_cli_imports_and_the_export_samples(tmp_path) -> None:
     out = tmp_path / "export"
     result = run_cli("import", "stylegan-v", str(SNAPSHOT), "--out", str(out), check=True)

@@ -61,7 +61,12 @@ def import_stylegan_v(path: Path) -> OfficialImport:
     from vidgen.models.stylegan_v.generator import Generator
 
     snapshot = _read(path)
-    recipe = derive_recipe(path, snapshot, _generator_config(path, snapshot["G_ema"]))
+    cfg = _generator_config(path, snapshot["G_ema"])
+    try:
+        recipe = derive_recipe(path, snapshot, cfg)
+    except (TypeError, ValueError) as exc:  # a setting missing, null or of another type; a dangling interpolation
+        raise UserError(f"{path}: its network settings could not be read ({exc}); it is not a StyleGAN-V "
+                        "snapshot vidgen knows") from None
     model_cfg = StyleGANVConfig(**{k: v for k, v in recipe["model"].items() if k != "name"})
     resolution = recipe["data"]["resolution"]
     generator, discriminator = Generator(model_cfg, resolution), Discriminator(model_cfg, resolution)
@@ -87,7 +92,11 @@ def import_stylegan_v(path: Path) -> OfficialImport:
 def convert_network(path: Path, name: str, official: Persistent, target: torch.nn.Module,
                     renames: dict[str, Rename]) -> tuple[dict[str, torch.Tensor], tuple[str, str]]:
     """One official network as `target`'s state dict, and a model-card row comparing parameter counts."""
-    converted = convert(path, name, state_dict(official), target, renames)
+    try:
+        tensors = state_dict(official)
+    except ValueError as exc:
+        raise UserError(f"{path}: {name} is not laid out as a network ({exc}); the snapshot is damaged") from None
+    converted = convert(path, name, tensors, target, renames)
     theirs, ours = parameter_count(official), sum(p.numel() for p in target.parameters())
     if theirs != ours:
         raise UserError(f"{path}: {name} has {theirs:,} parameters but vidgen's network for its settings has "
